@@ -1,0 +1,38 @@
+"""Time to expiry: calendar time from an instant to the contract's settlement instant.
+
+Settlement instant: 16:00 America/New_York on the expiration date for PM-settled contracts, 09:30 for
+AM-settled (SPX monthlies). ``T`` is in years of 365 days; 0 at or after settlement (the contract has
+dropped out); before settlement it is floored at ``floor_minutes`` (default 30) so a contract minutes
+from expiry does not produce an unbounded gamma.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+NEW_YORK = "America/New_York"
+SECONDS_PER_YEAR = 365.0 * 24.0 * 3600.0
+DEFAULT_FLOOR_MINUTES = 30.0
+SETTLEMENT_TIME = {"PM": pd.Timedelta(hours=16), "AM": pd.Timedelta(hours=9, minutes=30)}
+
+
+def settlement_instants(expiration: pd.Series, settlement: pd.Series) -> pd.Series:
+    """Settlement instant (UTC) of each contract from its expiration date and ``'AM'``/``'PM'`` style."""
+    unknown = set(settlement.unique()) - set(SETTLEMENT_TIME)
+    if unknown:
+        raise ValueError(f"settlement: expected 'AM' or 'PM', got {sorted(map(str, unknown))}")
+    offsets = settlement.map(SETTLEMENT_TIME)
+    local = pd.to_datetime(expiration).dt.normalize() + pd.to_timedelta(offsets)
+    return local.dt.tz_localize(NEW_YORK).dt.tz_convert("UTC")
+
+
+def time_to_expiry_years(
+    as_of: pd.Series, settles: pd.Series, floor_minutes: float = DEFAULT_FLOOR_MINUTES
+) -> npt.NDArray[np.float64]:
+    """Years from ``as_of`` to ``settles`` (both tz-aware); 0 once settled, floored before that."""
+    seconds = (settles.to_numpy() - as_of.to_numpy()) / np.timedelta64(1, "s")
+    seconds = np.asarray(seconds, dtype=np.float64)
+    floored = np.maximum(seconds, floor_minutes * 60.0)
+    return np.where(seconds > 0.0, floored, 0.0) / SECONDS_PER_YEAR

@@ -1,0 +1,38 @@
+"""The ``zerogex`` command line. Each sub-command lives in its own module with a ``register`` function."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+
+import dagster as dg
+
+from zerogex_pipeline.cli import levels_command, run_command
+
+COMMAND_MODULES = [run_command, levels_command]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen command; returns the process exit status."""
+    parser = argparse.ArgumentParser(prog="zerogex", description="ZeroGEX pipeline command line.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # one line, no traceback: the message names the input and the problem
+        if getattr(args, "debug", False):
+            raise
+        print(f"zerogex {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""``zerogex run``: materialize the last N completed trading days and print their levels."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import time
+
+import pandas as pd
+
+from zerogex_pipeline import market_calendar
+from zerogex_pipeline.cli.formatting import render_table
+from zerogex_pipeline.cli.levels_command import levels_table
+from zerogex_pipeline.instance import get_instance
+from zerogex_pipeline.runner import materialize_day
+from zerogex_pipeline.settings import load_settings
+from zerogex_pipeline.storage.levels_reader import closing_levels
+from zerogex_pipeline.underlyings import resolve_underlying
+
+
+def _dates(args: argparse.Namespace) -> list[dt.date]:
+    if args.end:
+        end = dt.date.fromisoformat(args.end)
+        now = pd.Timestamp(f"{end} 23:59", tz=market_calendar.NEW_YORK)
+    else:
+        now = market_calendar.utc_now()
+    return market_calendar.last_completed_sessions(args.days, now)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    underlyings = [resolve_underlying(args.underlying)] if args.underlying else list(settings.underlyings)
+    dates = _dates(args)
+    instance = get_instance(settings)
+    started = time.perf_counter()
+    for underlying in underlyings:
+        runs = []
+        for date in dates:
+            day = materialize_day(underlying, date, settings, instance)
+            runs.append(day)
+            if not args.quiet:
+                print(f"materialized {underlying.name} {date} in {day.seconds:.1f}s: "
+                      + ", ".join(f"{k}={v}" for k, v in day.rows.items()), flush=True)
+        print()
+        print(levels_table(closing_levels(settings, underlying, dates), underlying.name))
+        if args.row_counts:
+            print()
+            headers = ["date", "expirations", "underlying_bars", "option_chain_snapshots", "gex_surface", "gex_levels"]
+            rows = [[f"{r.date}", str(len(r.expirations)), *(str(r.rows.get(h, 0)) for h in headers[2:])] for r in runs]
+            print(render_table(headers, rows))
+    print(f"\n{len(dates)} trading day(s) x {len(underlyings)} underlying(s) from the {settings.data_source} source "
+          f"into {'PostgreSQL' if settings.database_url else settings.duckdb_path} in "
+          f"{time.perf_counter() - started:.1f}s")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``run`` command."""
+    p = sub.add_parser("run", help="materialize the last N completed trading days and print their levels")
+    p.add_argument("--underlying", help="only this underlying (default: all of ZEROGEX_UNDERLYINGS)")
+    p.add_argument("--days", type=int, default=3, help="number of completed trading days (default 3)")
+    p.add_argument("--end", help="treat this date (YYYY-MM-DD) as today: use the sessions up to it")
+    p.add_argument("--row-counts", action="store_true", help="also print rows written per asset per day")
+    p.add_argument("--quiet", action="store_true", help="print only the levels table")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(handler=_handle)

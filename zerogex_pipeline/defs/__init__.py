@@ -1,0 +1,1 @@
+"""Thin Dagster definitions by domain: partitions, resources, and per-underlying asset factories."""

@@ -1,0 +1,114 @@
+"""``<underlying>/gex_surface`` and ``<underlying>/gex_levels``: exposures and levels from the chain."""
+
+
+import dagster as dg
+import pandas as pd
+
+from zerogex_pipeline.analytics import CONVENTION
+from zerogex_pipeline.analytics.levels import build_levels
+from zerogex_pipeline.analytics.surface import build_surface
+from zerogex_pipeline.defs.partitions import chain_partitions, trading_day_partitions
+from zerogex_pipeline.schemas import GEX_LEVELS, GEX_SURFACE
+from zerogex_pipeline.settings import Settings
+from zerogex_pipeline.underlyings import Underlying
+
+
+def _usd(value: float | None) -> float | None:
+    return None if value is None or pd.isna(value) else round(float(value), 2)
+
+
+def build_gex_surface(
+    underlying: Underlying, settings: Settings, storage_kind: str, chain: dg.AssetsDefinition
+) -> dg.AssetsDefinition:
+    """The GEX-surface asset of ``underlying``."""
+
+    @dg.asset(
+        key=[underlying.key, "gex_surface"],
+        group_name=f"{underlying.key}_gex",
+        partitions_def=chain_partitions(underlying),
+        ins={"option_chain_snapshots": dg.AssetIn(key=chain.key)},
+        kinds={"pandas", storage_kind},
+        description=(
+            f"{underlying.name} dealer gamma exposure per snapshot and strike for one expiration: call, put "
+            "and net GEX in USD per 1% move of the underlying (sign · Γ · OI · 100 · S² · 0.01; dealers "
+            "long calls +, short puts -), with the IV, gamma, time to expiry (years to the settlement "
+            "instant) and r, q that produced them."
+        ),
+        metadata={
+            "partition_expr": {"date": "session_date", "expiration": "expiration"},
+            "dagster/column_schema": GEX_SURFACE.table_schema(),
+            "convention": CONVENTION,
+        },
+    )
+    def gex_surface(context: dg.AssetExecutionContext, option_chain_snapshots: pd.DataFrame) -> pd.DataFrame:
+        if option_chain_snapshots.empty:
+            context.add_output_metadata({"rows": 0, "empty_reason": "no chain snapshots in this partition"})
+            return GEX_SURFACE.empty_frame()
+        surface = GEX_SURFACE.conform(
+            build_surface(option_chain_snapshots, settings.risk_free_rate, underlying.dividend_yield)
+        )
+        last = surface[surface["snapshot_ts"] == surface["snapshot_ts"].max()]
+        context.add_output_metadata(
+            {
+                "rows": len(surface),
+                "snapshots": int(surface["snapshot_ts"].nunique()),
+                "strikes": int(surface["strike"].nunique()),
+                "net_gex_last_snapshot_usd_per_pct": _usd(last["net_gex"].sum()),
+                "rate": settings.risk_free_rate,
+                "dividend_yield": underlying.dividend_yield,
+            }
+        )
+        return surface
+
+    return gex_surface
+
+
+def build_gex_levels(
+    underlying: Underlying, settings: Settings, storage_kind: str, surface: dg.AssetsDefinition
+) -> dg.AssetsDefinition:
+    """The GEX-levels asset of ``underlying``."""
+
+    @dg.asset(
+        key=[underlying.key, "gex_levels"],
+        group_name=f"{underlying.key}_gex",
+        partitions_def=trading_day_partitions(),
+        ins={
+            "gex_surface": dg.AssetIn(
+                key=surface.key,
+                partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="date"),
+            )
+        },
+        kinds={"pandas", storage_kind},
+        description=(
+            f"{underlying.name} GEX levels per snapshot across the day's stored expirations: spot (USD), "
+            "total call/put/net GEX and net GEX at spot (USD per 1% move), zero gamma (USD; the sticky-strike "
+            "gamma profile's crossing nearest spot, or null with a reason), call wall (strike >= spot with "
+            "the largest call GEX) and put wall (strike <= spot with the largest |put GEX|)."
+        ),
+        metadata={
+            "partition_expr": "session_date",
+            "dagster/column_schema": GEX_LEVELS.table_schema(),
+            "convention": CONVENTION,
+        },
+    )
+    def gex_levels(context: dg.AssetExecutionContext, gex_surface: pd.DataFrame) -> pd.DataFrame:
+        if gex_surface.empty:
+            context.add_output_metadata({"rows": 0, "empty_reason": "no GEX surface stored for this date"})
+            return GEX_LEVELS.empty_frame()
+        levels = GEX_LEVELS.conform(build_levels(gex_surface))
+        last = levels.iloc[-1]
+        context.add_output_metadata(
+            {
+                "rows": len(levels),
+                "expirations": int(gex_surface["expiration"].nunique()),
+                "spot_usd": _usd(last["spot"]),
+                "net_gex_usd_per_pct": _usd(last["net_gex"]),
+                "zero_gamma_usd": _usd(last["zero_gamma"]),
+                "zero_gamma_reason": None if pd.isna(last["zero_gamma_reason"]) else str(last["zero_gamma_reason"]),
+                "call_wall_usd": _usd(last["call_wall"]),
+                "put_wall_usd": _usd(last["put_wall"]),
+            }
+        )
+        return levels
+
+    return gex_levels

@@ -1,0 +1,92 @@
+"""``<underlying>/option_chain_snapshots``: the chain of one expiration, sampled through one session."""
+
+
+import datetime as dt
+
+import dagster as dg
+import pandas as pd
+
+from zerogex_pipeline import market_calendar
+from zerogex_pipeline.defs.market_data.assets import TRADESTATION_POOL
+from zerogex_pipeline.defs.partitions import chain_partitions
+from zerogex_pipeline.defs.resources import MarketDataResource
+from zerogex_pipeline.schemas import OPTION_CHAIN_SNAPSHOTS
+from zerogex_pipeline.settings import Settings
+from zerogex_pipeline.sources.base import MarketDataSource, spots_from_bars
+from zerogex_pipeline.underlyings import Underlying
+
+
+def partition_dates(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
+    """(date, expiration) of the run's multi-partition key."""
+    keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
+    return dt.date.fromisoformat(keys["date"]), dt.date.fromisoformat(keys["expiration"])
+
+
+def unavailable_reason(
+    source: MarketDataSource, underlying: Underlying, date: dt.date, expiration: dt.date
+) -> str | None:
+    """Why (date, expiration) has no chain, or ``None`` when it has one."""
+    if expiration < date:
+        return f"expiration {expiration} had already expired on {date}"
+    if expiration not in source.listed_expirations(underlying, date):
+        return f"expiration {expiration} was not listed on {date}"
+    return None
+
+
+def build_option_chain_snapshots(
+    underlying: Underlying, settings: Settings, storage_kind: str, bars: dg.AssetsDefinition
+) -> dg.AssetsDefinition:
+    """The chain-snapshot asset of ``underlying``."""
+
+    @dg.asset(
+        key=[underlying.key, "option_chain_snapshots"],
+        group_name=f"{underlying.key}_options",
+        partitions_def=chain_partitions(underlying),
+        ins={"underlying_bars": dg.AssetIn(key=bars.key)},
+        pool=TRADESTATION_POOL,
+        kinds={"pandas", storage_kind},
+        description=(
+            f"{underlying.name} option chain of one expiration on one trading day, every "
+            f"{settings.snapshot_minutes} minutes of the regular session (open and close included), each "
+            f"contract with |strike/spot - 1| <= {settings.strike_distance_pct}%: bid/ask/last/mid in USD per "
+            "share, volume and open interest in contracts, vendor IV (annualized) and greeks where the "
+            "source gives them, and the spot (USD) and spot timestamp used. An expiration already past or "
+            "not yet listed on the date materializes empty, with the reason in the metadata."
+        ),
+        metadata={
+            "partition_expr": {"date": "session_date", "expiration": "expiration"},
+            "dagster/column_schema": OPTION_CHAIN_SNAPSHOTS.table_schema(),
+            "snapshot_minutes": settings.snapshot_minutes,
+            "strike_distance_pct": settings.strike_distance_pct,
+        },
+    )
+    def option_chain_snapshots(
+        context: dg.AssetExecutionContext, underlying_bars: pd.DataFrame, market_data: MarketDataResource
+    ) -> pd.DataFrame:
+        source = market_data.get_source()
+        date, expiration = partition_dates(context)
+        reason = unavailable_reason(source, underlying, date, expiration)
+        if reason is None and underlying_bars.empty:
+            reason = f"no underlying bars stored for {date} (materialize {bars.key.to_user_string()} first)"
+        if reason is not None:
+            context.add_output_metadata({"rows": 0, "empty_reason": reason})
+            return OPTION_CHAIN_SNAPSHOTS.empty_frame()
+        session = market_calendar.session(date)
+        now = market_calendar.utc_now()
+        times = session.snapshot_times(settings.snapshot_minutes)
+        times = times[times <= now]
+        spots = spots_from_bars(underlying_bars, times)
+        chain = source.chain_snapshots(underlying, session, expiration, spots, settings.strike_distance_pct)
+        context.add_output_metadata(
+            {
+                "rows": len(chain),
+                "snapshots": int(chain["snapshot_ts"].nunique()),
+                "contracts": int(chain["symbol"].nunique()),
+                "source": source.name,
+                "spot_first_usd": float(spots["spot"].iloc[0]),
+                "spot_last_usd": float(spots["spot"].iloc[-1]),
+            }
+        )
+        return chain
+
+    return option_chain_snapshots

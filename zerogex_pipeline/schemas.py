@@ -1,0 +1,233 @@
+"""Column schemas of every stored asset: one source of truth for pandas dtypes, SQL types and docs.
+
+Conventions: timestamps are tz-aware UTC in frames and ``TIMESTAMPTZ`` in storage (shown in
+America/New_York); dates (``session_date``, ``expiration``) are naive midnight ``datetime64[ns]`` in
+frames and ``DATE`` in storage. Money is USD. Exposures follow the dealer sign convention of
+``analytics`` (calls +, puts -; net = call + put).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+_PANDAS_DTYPE = {
+    "text": "string",
+    "date": "datetime64[ns]",
+    "timestamptz": "datetime64[ns, UTC]",
+    "double": "float64",
+    "bigint": "int64",
+}
+SQL_TYPE = {
+    "text": "TEXT",
+    "date": "DATE",
+    "timestamptz": "TIMESTAMPTZ",
+    "double": "DOUBLE PRECISION",
+    "bigint": "BIGINT",
+}
+
+
+class SchemaError(ValueError):
+    """A frame does not match its asset's column schema."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: ``kind`` is a key of ``SQL_TYPE``; ``description`` states the unit."""
+
+    name: str
+    kind: str
+    description: str
+    nullable: bool = False
+
+
+@dataclass(frozen=True)
+class AssetSchema:
+    """Columns of one asset's table, its primary key and its partition columns."""
+
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def table_schema(self) -> dg.TableSchema:
+        """The Dagster column schema shown in the UI."""
+        return dg.TableSchema(
+            columns=[
+                dg.TableColumn(
+                    name=c.name,
+                    type=SQL_TYPE[c.kind],
+                    description=c.description,
+                    constraints=dg.TableColumnConstraints(nullable=c.nullable),
+                )
+                for c in self.columns
+            ]
+        )
+
+    def empty_frame(self) -> pd.DataFrame:
+        """A zero-row frame with every column in its declared dtype."""
+        return self.conform(pd.DataFrame({c.name: [] for c in self.columns}))
+
+    def conform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Return ``frame`` with exactly this schema's columns, in order, in their declared dtypes.
+
+        Raises:
+            SchemaError: a column is missing, or a non-nullable column holds nulls.
+        """
+        missing = [c for c in self.column_names if c not in frame.columns]
+        if missing:
+            raise SchemaError(f"{self.name}: missing columns {missing}; expected {self.column_names}")
+        out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
+        for col in self.columns:
+            out[col.name] = _cast(frame[col.name].reset_index(drop=True), col, self.name)
+        return out
+
+
+def _cast(values: pd.Series, col: Column, table: str) -> pd.Series:
+    dtype = _PANDAS_DTYPE[col.kind]
+    try:
+        if col.kind == "timestamptz":
+            converted = pd.to_datetime(values, utc=True).astype(dtype)
+        elif col.kind == "date":
+            stamps = pd.to_datetime(values)
+            if isinstance(stamps.dtype, pd.DatetimeTZDtype):
+                stamps = stamps.dt.tz_convert("America/New_York").dt.tz_localize(None)
+            converted = stamps.dt.normalize().astype(dtype)
+        elif col.kind == "bigint":
+            if values.isna().any():
+                raise SchemaError(f"{table}.{col.name}: nulls in an integer column")
+            converted = values.astype(np.int64)
+        else:
+            converted = values.astype(dtype)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, SchemaError):
+            raise
+        raise SchemaError(f"{table}.{col.name}: cannot convert to {col.kind}: {exc}") from None
+    if not col.nullable and col.kind != "bigint" and converted.isna().any():
+        raise SchemaError(f"{table}.{col.name}: nulls in a non-nullable column")
+    return converted
+
+
+def _cols(*specs: tuple[str, str, str] | tuple[str, str, str, bool]) -> tuple[Column, ...]:
+    return tuple(Column(*s) for s in specs)
+
+
+_KEY_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("underlying", "text", "Underlying name (SPY, SPX, QQQ)."),
+    ("session_date", "date", "NYSE trading day (America/New_York) the row belongs to."),
+)
+
+UNDERLYING_BARS = AssetSchema(
+    name="underlying_bars",
+    columns=_cols(
+        *_KEY_COLUMNS,
+        ("ts", "timestamptz", "Bar end instant (UTC; the bar covers the preceding bar interval)."),
+        ("open", "double", "Open price, USD."),
+        ("high", "double", "High price, USD."),
+        ("low", "double", "Low price, USD."),
+        ("close", "double", "Close price, USD."),
+        ("volume", "bigint", "Shares traded in the bar."),
+        ("source", "text", "Data source: simulated or tradestation."),
+    ),
+    primary_key=("session_date", "ts"),
+)
+
+OPTION_CHAIN_SNAPSHOTS = AssetSchema(
+    name="option_chain_snapshots",
+    columns=_cols(
+        *_KEY_COLUMNS,
+        ("expiration", "date", "Option expiration date."),
+        ("snapshot_ts", "timestamptz", "Snapshot instant (UTC)."),
+        ("symbol", "text", "Option symbol in TradeStation form, e.g. 'SPY 250117C600'."),
+        ("option_type", "text", "'C' for call, 'P' for put."),
+        ("strike", "double", "Strike price, USD."),
+        ("settlement", "text", "'PM' (16:00 ET on expiration) or 'AM' (09:30 ET, SPX monthlies)."),
+        ("bid", "double", "Best bid, USD per share (0 when no bid)."),
+        ("ask", "double", "Best ask, USD per share."),
+        ("last", "double", "Last trade price, USD per share (null before the first trade).", True),
+        ("mid", "double", "(bid + ask) / 2, USD per share."),
+        ("volume", "bigint", "Contracts traded so far in the session."),
+        ("open_interest", "bigint", "Open interest, contracts (as of the prior close)."),
+        ("iv", "double", "Vendor implied volatility, annualized decimal (null when not given).", True),
+        ("delta", "double", "Vendor delta per share (null when not given).", True),
+        ("gamma", "double", "Vendor gamma per share per USD (null when not given).", True),
+        ("vega", "double", "Vendor vega, USD per 1 vol point (null when not given).", True),
+        ("theta", "double", "Vendor theta, USD per calendar day (null when not given).", True),
+        ("spot", "double", "Underlying price at the snapshot, USD."),
+        ("spot_ts", "timestamptz", "Instant of the underlying price used as spot (UTC)."),
+        ("source", "text", "Data source: simulated or tradestation."),
+    ),
+    primary_key=("session_date", "expiration", "snapshot_ts", "symbol"),
+)
+
+GEX_SURFACE = AssetSchema(
+    name="gex_surface",
+    columns=_cols(
+        *_KEY_COLUMNS,
+        ("expiration", "date", "Option expiration date."),
+        ("snapshot_ts", "timestamptz", "Snapshot instant (UTC)."),
+        ("strike", "double", "Strike price, USD."),
+        ("spot", "double", "Underlying price at the snapshot, USD."),
+        ("time_to_expiry", "double", "Years (365-day) from snapshot to the settlement instant."),
+        ("call_oi", "bigint", "Call open interest, contracts."),
+        ("put_oi", "bigint", "Put open interest, contracts."),
+        ("call_iv", "double", "Call implied volatility used (annualized; null = excluded).", True),
+        ("put_iv", "double", "Put implied volatility used (annualized; null = excluded).", True),
+        ("call_gamma", "double", "Call BSM gamma per share per USD.", True),
+        ("put_gamma", "double", "Put BSM gamma per share per USD.", True),
+        ("call_gex", "double", "Call GEX, USD per 1% move of the underlying (dealer long calls: +)."),
+        ("put_gex", "double", "Put GEX, USD per 1% move (dealer short puts: -)."),
+        ("net_gex", "double", "call_gex + put_gex, USD per 1% move."),
+        ("rate", "double", "Risk-free rate r used (annualized, continuous)."),
+        ("dividend_yield", "double", "Dividend yield q used (annualized, continuous)."),
+    ),
+    primary_key=("session_date", "expiration", "snapshot_ts", "strike"),
+)
+
+GEX_LEVELS = AssetSchema(
+    name="gex_levels",
+    columns=_cols(
+        *_KEY_COLUMNS,
+        ("snapshot_ts", "timestamptz", "Snapshot instant (UTC)."),
+        ("spot", "double", "Underlying price at the snapshot, USD."),
+        ("net_gex", "double", "Total net GEX over the day's expirations, USD per 1% move."),
+        ("call_gex", "double", "Total call GEX, USD per 1% move."),
+        ("put_gex", "double", "Total put GEX, USD per 1% move."),
+        ("net_gex_at_spot", "double", "Net GEX read off the gamma profile at spot, USD per 1% move."),
+        ("zero_gamma", "double", "Spot level where the gamma profile crosses zero, USD (null: none).", True),
+        ("zero_gamma_reason", "text", "Why zero_gamma is null (null when it was found).", True),
+        ("call_wall", "double", "Strike at or above spot with the largest call GEX, USD.", True),
+        ("call_wall_gex", "double", "Call GEX at the call wall, USD per 1% move.", True),
+        ("put_wall", "double", "Strike at or below spot with the largest |put GEX|, USD.", True),
+        ("put_wall_gex", "double", "Put GEX at the put wall, USD per 1% move.", True),
+        ("expirations", "bigint", "Number of expirations aggregated."),
+        ("contracts", "bigint", "Number of contracts with a usable IV that entered the numbers."),
+        ("rate", "double", "Risk-free rate r used."),
+        ("dividend_yield", "double", "Dividend yield q used."),
+        ("convention", "text", "Sign and aggregation convention name."),
+    ),
+    primary_key=("session_date", "snapshot_ts"),
+)
+
+ALL_SCHEMAS: dict[str, AssetSchema] = {
+    s.name: s for s in (UNDERLYING_BARS, OPTION_CHAIN_SNAPSHOTS, GEX_SURFACE, GEX_LEVELS)
+}
+
+
+def schema_for(table: str) -> AssetSchema | None:
+    """The schema of a stored table by its name, or ``None`` for tables without one."""
+    return ALL_SCHEMAS.get(table)
+
+
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    """Raise :class:`SchemaError` naming ``what`` when ``frame`` lacks any of ``columns``."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise SchemaError(f"{what}: missing columns {missing}")

@@ -1,0 +1,160 @@
+"""Pipeline settings, read from the environment (and a git-ignored ``.env`` file).
+
+Every setting is validated when loaded; an invalid value raises :class:`SettingsError` naming the
+variable and what was expected, so a typo fails at definition load time rather than mid-run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from dotenv import dotenv_values
+
+from zerogex_pipeline.underlyings import Underlying, UnknownUnderlyingError, resolve_underlying
+
+DataSourceName = Literal["simulated", "tradestation"]
+
+TRADESTATION_CREDENTIAL_VARS = (
+    "TRADESTATION_CLIENT_ID",
+    "TRADESTATION_CLIENT_SECRET",
+    "TRADESTATION_REFRESH_TOKEN",
+)
+
+DEFAULT_DATA_DIR = "data"
+
+
+class SettingsError(ValueError):
+    """A setting has an invalid value. The message names the variable and the expected form."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated pipeline settings. Build with :func:`load_settings`.
+
+    Attributes:
+        underlyings: the underlyings to build assets for (``ZEROGEX_UNDERLYINGS``).
+        data_source: ``simulated`` or ``tradestation`` (``ZEROGEX_DATA_SOURCE``).
+        database_url: a ``postgresql://`` URL, or ``None`` for the embedded DuckDB store.
+        data_dir: folder of the embedded store and other local state (``ZEROGEX_DATA_DIR``).
+        expirations: how many listed expirations (nearest first) each trading day tracks.
+        strike_distance_pct: half-width of the strike window, percent of spot (10.0 = spot ±10%).
+        snapshot_minutes: minutes between chain snapshots in the regular session.
+        bar_minutes: bar interval of ``underlying_bars`` in minutes.
+        risk_free_rate: annualized, continuously compounded r used by the analytics.
+    """
+
+    underlyings: tuple[Underlying, ...] = field(default_factory=lambda: (resolve_underlying("SPY"),))
+    data_source: DataSourceName = "simulated"
+    database_url: str | None = None
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    expirations: int = 3
+    strike_distance_pct: float = 10.0
+    snapshot_minutes: int = 5
+    bar_minutes: int = 1
+    risk_free_rate: float = 0.04
+
+    @property
+    def duckdb_path(self) -> Path:
+        """Path of the embedded DuckDB database file."""
+        return self.data_dir / "zerogex.duckdb"
+
+
+def _read_environment(environ: Mapping[str, str] | None, env_file: Path | None) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    merged.update(os.environ if environ is None else environ)
+    return merged
+
+
+def _int_setting(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: expected an integer between {lo} and {hi}, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise SettingsError(f"{name}: expected an integer between {lo} and {hi}, got {value}")
+    return value
+
+
+def _float_setting(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: expected a number between {lo} and {hi}, got {raw!r}") from None
+    if not (lo <= value <= hi):
+        raise SettingsError(f"{name}: expected a number between {lo} and {hi}, got {raw!r}")
+    return value
+
+
+def _has_tradestation_credentials(env: Mapping[str, str]) -> bool:
+    return all(env.get(var, "").strip() for var in TRADESTATION_CREDENTIAL_VARS)
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
+) -> Settings:
+    """Read and validate the settings.
+
+    Args:
+        environ: variables to read; defaults to ``os.environ``. Values here win over ``env_file``.
+        env_file: a dotenv file read first (missing file is fine); ``None`` to skip it.
+
+    Raises:
+        SettingsError: a value is malformed; the message names the variable.
+    """
+    env = _read_environment(environ, env_file)
+
+    raw_underlyings = env.get("ZEROGEX_UNDERLYINGS", "").strip() or "SPY"
+    names = [n.strip() for n in raw_underlyings.split(",") if n.strip()]
+    try:
+        underlyings = tuple(resolve_underlying(n) for n in names)
+    except UnknownUnderlyingError as exc:
+        raise SettingsError(f"ZEROGEX_UNDERLYINGS: {exc}") from None
+    if not underlyings:
+        raise SettingsError("ZEROGEX_UNDERLYINGS: expected a comma-separated list such as 'SPY,SPX'")
+    keys = [u.key for u in underlyings]
+    if len(set(keys)) != len(keys):
+        raise SettingsError(f"ZEROGEX_UNDERLYINGS: lists an underlying twice ({raw_underlyings!r})")
+
+    raw_source = env.get("ZEROGEX_DATA_SOURCE", "").strip().lower()
+    data_source: DataSourceName
+    if not raw_source:
+        data_source = "tradestation" if _has_tradestation_credentials(env) else "simulated"
+    elif raw_source in ("simulated", "tradestation"):
+        data_source = "simulated" if raw_source == "simulated" else "tradestation"
+    else:
+        raise SettingsError(
+            f"ZEROGEX_DATA_SOURCE: expected 'simulated' or 'tradestation', got {raw_source!r}"
+        )
+
+    database_url = env.get("ZEROGEX_DATABASE_URL", "").strip() or None
+    if database_url is not None and not database_url.startswith(("postgresql://", "postgres://")):
+        raise SettingsError(
+            "ZEROGEX_DATABASE_URL: expected a URL starting with 'postgresql://' "
+            "(or unset for the embedded DuckDB store)"
+        )
+
+    data_dir = Path(env.get("ZEROGEX_DATA_DIR", "").strip() or DEFAULT_DATA_DIR)
+
+    return Settings(
+        underlyings=underlyings,
+        data_source=data_source,
+        database_url=database_url,
+        data_dir=data_dir,
+        expirations=_int_setting(env, "ZEROGEX_EXPIRATIONS", 3, 1, 60),
+        strike_distance_pct=_float_setting(env, "ZEROGEX_STRIKE_DISTANCE", 10.0, 0.5, 50.0),
+        snapshot_minutes=_int_setting(env, "ZEROGEX_SNAPSHOT_MINUTES", 5, 1, 390),
+        bar_minutes=_int_setting(env, "ZEROGEX_BAR_MINUTES", 1, 1, 390),
+        risk_free_rate=_float_setting(env, "ZEROGEX_RISK_FREE_RATE", 0.04, -0.05, 0.25),
+    )

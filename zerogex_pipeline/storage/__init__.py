@@ -1,0 +1,1 @@
+"""Storage adapters: partition-aware IO managers for the embedded DuckDB store and PostgreSQL."""

@@ -1,0 +1,39 @@
+"""Reading stored levels back for people: the last snapshot of each trading day."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import duckdb
+import pandas as pd
+
+from zerogex_pipeline.schemas import GEX_LEVELS
+from zerogex_pipeline.settings import Settings
+from zerogex_pipeline.storage.table_slices import StorageError, quote_ident
+from zerogex_pipeline.underlyings import Underlying
+
+SUMMARY_COLUMNS = ["session_date", "snapshot_ts", "spot", "net_gex", "zero_gamma", "zero_gamma_reason",
+                   "call_wall", "put_wall"]
+
+
+def closing_levels(settings: Settings, underlying: Underlying, dates: Sequence[dt.date]) -> pd.DataFrame:
+    """The last stored ``gex_levels`` row of each date (one row per date that has levels)."""
+    if settings.database_url is not None:
+        raise StorageError("ZEROGEX_DATABASE_URL: reading levels from PostgreSQL is not available in this build")
+    if not settings.duckdb_path.exists():
+        raise StorageError(f"{settings.duckdb_path}: no embedded store yet; run `make run` first")
+    cols = ", ".join(quote_ident(c) for c in GEX_LEVELS.column_names)
+    table = f"{quote_ident(underlying.key)}.{quote_ident('gex_levels')}"
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        try:
+            frame = conn.execute(
+                f"SELECT {cols} FROM {table} WHERE session_date IN (SELECT unnest(?::DATE[])) "
+                "QUALIFY row_number() OVER (PARTITION BY session_date ORDER BY snapshot_ts DESC) = 1 "
+                "ORDER BY session_date",
+                [list(dates)],
+            ).df()
+        except duckdb.CatalogException:
+            raise StorageError(f"{underlying.key}.gex_levels: no levels stored yet") from None
+    return GEX_LEVELS.conform(frame)

@@ -1,0 +1,111 @@
+"""Turning a Dagster ``TableSlice`` into a parameterized WHERE clause, the same way for every store.
+
+Partition columns are typed by the asset's schema (``zerogex_pipeline.schemas``): a time-window
+partition on a ``DATE`` column becomes ``col >= start_date AND col < end_date`` with the window's
+America/New_York dates; on a ``TIMESTAMPTZ`` column it binds the tz-aware instants. Dynamic or static
+keys become ``col IN (...)``, parsed to dates for ``DATE`` columns. Values are always bound, never
+formatted into SQL (the stock DuckDB/Snowflake clients drop the time zone when formatting).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from dagster._core.definitions.partitions.utils import TimeWindow
+from dagster._core.storage.db_io_manager import TablePartitionDimension, TableSlice
+
+from zerogex_pipeline.schemas import AssetSchema, schema_for
+
+NEW_YORK = "America/New_York"
+
+
+class StorageError(RuntimeError):
+    """A write or read of a stored asset failed; the message names the table and the cause."""
+
+
+def quote_ident(name: str) -> str:
+    """Double-quote an SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def qualified_name(table_slice: TableSlice) -> str:
+    """``"schema"."table"`` of a slice."""
+    return f"{quote_ident(table_slice.schema)}.{quote_ident(table_slice.table)}"
+
+
+def slice_schema(table_slice: TableSlice) -> AssetSchema:
+    """The declared schema of the slice's table.
+
+    Raises:
+        StorageError: the table has no declared schema (every stored asset must declare one).
+    """
+    schema = schema_for(table_slice.table)
+    if schema is None:
+        raise StorageError(
+            f"{table_slice.schema}.{table_slice.table}: no column schema declared in zerogex_pipeline.schemas"
+        )
+    return schema
+
+
+def _column_kind(schema: AssetSchema, column: str) -> str:
+    for col in schema.columns:
+        if col.name == column:
+            return col.kind
+    raise StorageError(f"{schema.name}: partition column {column!r} is not a column of the table")
+
+
+def _bound_value(kind: str, value: Any) -> Any:
+    if kind == "date":
+        if isinstance(value, str):
+            return dt.date.fromisoformat(value)
+        if isinstance(value, dt.datetime):
+            return value.date()
+    return value
+
+
+def where_clause(
+    table_slice: TableSlice, placeholder: str
+) -> tuple[str, list[Any]]:
+    """WHERE clause (without the keyword) and bind parameters selecting the slice's partitions.
+
+    Returns ``("TRUE", [])`` for an unpartitioned slice, ``("FALSE", [])`` for an empty key list.
+    """
+    dims: Sequence[TablePartitionDimension] = table_slice.partition_dimensions or []
+    if not dims:
+        return "TRUE", []
+    schema = slice_schema(table_slice)
+    parts: list[str] = []
+    params: list[Any] = []
+    for dim in dims:
+        col = quote_ident(dim.partition_expr)
+        kind = _column_kind(schema, dim.partition_expr)
+        if isinstance(dim.partitions, TimeWindow):
+            start, end = dim.partitions.start, dim.partitions.end
+            if kind == "date":
+                params += [start.astimezone(_tz()).date(), end.astimezone(_tz()).date()]
+            else:
+                params += [start, end]
+            parts.append(f"{col} >= {placeholder} AND {col} < {placeholder}")
+        else:
+            keys = list(dim.partitions)
+            if not keys:
+                return "FALSE", []
+            parts.append(f"{col} IN ({', '.join([placeholder] * len(keys))})")
+            params += [_bound_value(kind, k) for k in keys]
+    return " AND ".join(f"({p})" for p in parts), params
+
+
+def _tz() -> dt.tzinfo:
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(NEW_YORK)
+
+
+def display_query(table_slice: TableSlice, columns: Sequence[str] | None = None) -> str:
+    """A human-readable SELECT for the slice (values inlined for display only; never executed)."""
+    clause, params = where_clause(table_slice, "{}")
+    shown = clause.format(*(f"'{p}'" for p in params))
+    cols = ", ".join(columns) if columns else "*"
+    return f"SELECT {cols} FROM {table_slice.schema}.{table_slice.table} WHERE {shown}"
