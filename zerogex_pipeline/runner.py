@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from zerogex_pipeline.definitions import build_underlying_assets
 from zerogex_pipeline.defs.partitions import chain_partition_key, expirations_partitions_name
 from zerogex_pipeline.defs.resources import build_resources
-from zerogex_pipeline.definitions import build_underlying_assets
 from zerogex_pipeline.settings import Settings
 from zerogex_pipeline.sources.base import MarketDataSource
 from zerogex_pipeline.underlyings import Underlying

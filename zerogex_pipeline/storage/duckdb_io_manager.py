@@ -89,7 +89,8 @@ class DuckDbPartitionClient(DbClient):
     def connect(
         context: dg.OutputContext | dg.InputContext, table_slice: TableSlice
     ) -> Iterator[duckdb.DuckDBPyConnection]:
-        path = Path(context.resource_config["database"])
+        config = context.resource_config or {}
+        path = Path(str(config["database"]))
         path.parent.mkdir(parents=True, exist_ok=True)
         # Another process (a concurrent run) may hold DuckDB's file lock; wait for it like dagster-duckdb.
         conn = backoff(

@@ -1,0 +1,141 @@
+"""Every asset materialized through the real DuckDB IO manager on a throwaway instance."""
+
+import datetime as dt
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+
+from zerogex_pipeline.definitions import build_defs, build_underlying_assets
+from zerogex_pipeline.defs.partitions import chain_partition_key, expirations_partitions_name
+from zerogex_pipeline.defs.resources import build_resources
+from zerogex_pipeline.runner import RunFailedError, materialize_day
+from zerogex_pipeline.schemas import GEX_LEVELS, GEX_SURFACE, OPTION_CHAIN_SNAPSHOTS
+from zerogex_pipeline.settings import Settings
+from zerogex_pipeline.underlyings import resolve_underlying
+
+SPY = resolve_underlying("SPY")
+DAY = dt.date(2024, 6, 14)
+EXP = dt.date(2024, 6, 17)
+
+
+def table(settings: Settings, name: str) -> pd.DataFrame:
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as conn:
+        return conn.execute(f"SELECT * FROM spy.{name} ORDER BY ALL").df()
+
+
+def materialize(settings, instance, names, key):
+    assets = build_underlying_assets(SPY, settings)
+    by_name = {a.key.path[-1]: a for a in assets}
+    return dg.materialize(assets, selection=[by_name[n].key for n in names], partition_key=key,
+                          instance=instance, resources=build_resources(settings), raise_on_error=False)
+
+
+def test_definitions_load_and_validate(settings: Settings) -> None:
+    defs = build_defs(settings)
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys == {"spy/underlying_bars", "spy/option_chain_snapshots", "spy/gex_surface", "spy/gex_levels"}
+    levels = dg.AssetKey(["spy", "gex_levels"])
+    assert graph.get(levels).parent_keys == {dg.AssetKey(["spy", "gex_surface"])}
+    assert graph.get(dg.AssetKey(["spy", "gex_surface"])).parent_keys == {dg.AssetKey(["spy", "option_chain_snapshots"])}
+    assert graph.get(dg.AssetKey(["spy", "option_chain_snapshots"])).parent_keys == {dg.AssetKey(["spy", "underlying_bars"])}
+    for spec in defs.resolve_all_asset_specs():
+        assert spec.description is not None
+        assert "USD" in spec.description
+        assert spec.kinds >= {"pandas", "duckdb"}
+        assert spec.metadata["dagster/column_schema"].columns
+
+
+def test_multi_underlying_definitions(tmp_path) -> None:
+    from zerogex_pipeline.settings import load_settings
+
+    s = load_settings({"ZEROGEX_UNDERLYINGS": "SPY,SPX,QQQ", "ZEROGEX_DATA_DIR": str(tmp_path)}, env_file=None)
+    defs = build_defs(s)
+    dg.Definitions.validate_loadable(defs)
+    assert len(list(defs.resolve_all_asset_specs())) == 12
+
+
+def test_every_asset_materializes_for_a_multi_partition_key(settings: Settings, instance: dg.DagsterInstance) -> None:
+    instance.add_dynamic_partitions(expirations_partitions_name(SPY), [EXP.isoformat()])
+    assert materialize(settings, instance, ["underlying_bars"], DAY.isoformat()).success
+    result = materialize(settings, instance, ["option_chain_snapshots", "gex_surface"], chain_partition_key(DAY, EXP))
+    assert result.success
+    assert materialize(settings, instance, ["gex_levels"], DAY.isoformat()).success
+
+    chain = OPTION_CHAIN_SNAPSHOTS.conform(table(settings, "option_chain_snapshots"))
+    assert chain["snapshot_ts"].nunique() == 79
+    assert set(chain["expiration"].dt.date) == {EXP}
+    surface = GEX_SURFACE.conform(table(settings, "gex_surface"))
+    assert len(surface) == len(chain) // 2
+    assert (surface["call_gex"] >= 0).all() and (surface["put_gex"] <= 0).all()
+    levels = GEX_LEVELS.conform(table(settings, "gex_levels"))
+    assert len(levels) == 79
+    assert (levels["call_wall"].dropna() >= levels.loc[levels["call_wall"].notna(), "spot"]).all()
+    assert (levels["put_wall"].dropna() <= levels.loc[levels["put_wall"].notna(), "spot"]).all()
+    mats = instance.get_latest_materialization_event(dg.AssetKey(["spy", "gex_levels"]))
+    assert mats is not None and mats.asset_materialization.metadata["dagster/row_count"].value == 79
+
+
+def test_rematerializing_replaces_exactly_that_partition(settings: Settings, instance: dg.DagsterInstance) -> None:
+    first = materialize_day(SPY, DAY, settings, instance)
+    other = materialize_day(SPY, dt.date(2024, 6, 13), settings, instance)
+    before = {n: table(settings, n) for n in first.rows}
+    again = materialize_day(SPY, DAY, settings, instance)
+    assert again.rows == first.rows
+    for name, frame in before.items():
+        after = table(settings, name)
+        pd.testing.assert_frame_equal(after, frame)
+        counts = after.groupby(after["session_date"].dt.date).size()
+        assert counts[DAY] == first.rows[name]
+        assert counts[dt.date(2024, 6, 13)] == other.rows[name]
+
+
+def test_levels_load_exactly_their_dates_surfaces(settings: Settings, instance: dg.DagsterInstance) -> None:
+    materialize_day(SPY, DAY, settings, instance)
+    materialize_day(SPY, dt.date(2024, 6, 13), settings, instance)
+    levels = table(settings, "gex_levels")
+    day_levels = levels[levels.session_date.dt.date == DAY]
+    assert set(day_levels["expirations"]) == {3}
+    surface = table(settings, "gex_surface")
+    last = surface[(surface.session_date.dt.date == DAY) & (surface.snapshot_ts == surface[surface.session_date.dt.date == DAY].snapshot_ts.max())]
+    assert day_levels.iloc[-1]["net_gex"] == pytest.approx(last["net_gex"].sum(), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("expiration", "reason"),
+    [(dt.date(2024, 6, 13), "had already expired"), (dt.date(2024, 8, 30), "was not listed")],
+)
+def test_expired_or_unlisted_partition_is_empty_with_a_reason(
+    settings: Settings, instance: dg.DagsterInstance, expiration: dt.date, reason: str
+) -> None:
+    instance.add_dynamic_partitions(expirations_partitions_name(SPY), [expiration.isoformat()])
+    assert materialize(settings, instance, ["underlying_bars"], DAY.isoformat()).success
+    result = materialize(settings, instance, ["option_chain_snapshots", "gex_surface"],
+                         chain_partition_key(DAY, expiration))
+    assert result.success
+    mat = instance.get_latest_materialization_event(dg.AssetKey(["spy", "option_chain_snapshots"]))
+    assert reason in mat.asset_materialization.metadata["empty_reason"].value
+    assert mat.asset_materialization.metadata["dagster/row_count"].value == 0
+
+
+def test_a_write_failing_after_the_delete_leaves_the_previous_version(
+    settings: Settings, instance: dg.DagsterInstance, monkeypatch
+) -> None:
+    materialize_day(SPY, DAY, settings, instance)
+    before = table(settings, "gex_surface")
+    from zerogex_pipeline.storage import duckdb_io_manager
+
+    original = duckdb_io_manager.PandasFrameTypeHandler.handle_output
+
+    def fail_for_surface(self, context, table_slice, obj, connection):
+        if table_slice.table == "gex_surface":  # the slice's DELETE has already run in this transaction
+            raise RuntimeError("disk full while writing the surface")
+        return original(self, context, table_slice, obj, connection)
+
+    monkeypatch.setattr(duckdb_io_manager.PandasFrameTypeHandler, "handle_output", fail_for_surface)
+    with pytest.raises(RunFailedError, match="disk full while writing the surface"):
+        materialize_day(SPY, DAY, settings, instance)
+    pd.testing.assert_frame_equal(table(settings, "gex_surface"), before)

@@ -1,0 +1,46 @@
+"""``make run``'s command on a fixed date range: the printed table and the stored rows."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from zerogex_pipeline.cli import main
+
+
+def test_run_prints_a_levels_row_per_trading_day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setenv("ZEROGEX_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.chdir(tmp_path)  # no .env from the developer's checkout
+    # 2024-07-05 is the Friday after the 2024-07-03 early close and the 2024-07-04 holiday
+    assert main(["run", "--end", "2024-07-05", "--days", "3", "--row-counts", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("date  ") and "zero gamma" in line)
+    rows = [line.split() for line in lines[header + 2: header + 5]]
+    assert [r[0] for r in rows] == ["2024-07-02", "2024-07-03", "2024-07-05"]
+    for r in rows:
+        assert re.fullmatch(r"\$[\d,]+\.\d\d", r[1])  # spot close
+        assert re.fullmatch(r"[+-]\$[\d.,]+(bn|m|k)?", r[2])  # net GEX
+        assert re.fullmatch(r"\$[\d,]+\.\d\d|none", r[3])  # zero gamma
+        assert re.fullmatch(r"\$[\d,]+", r[4]) and re.fullmatch(r"\$[\d,]+", r[5])  # walls
+        call_wall, put_wall, spot = (float(x.strip("$").replace(",", "")) for x in (r[4], r[5], r[1]))
+        assert put_wall <= spot <= call_wall
+    counts = [line.split() for line in lines if re.match(r"^2024-07-0\d\s+3\s", line)]
+    assert len(counts) == 3
+    early = dict(zip(["date", "exp", "bars", "chain", "surface", "levels"], counts[1], strict=True))
+    assert early["bars"] == "210" and early["levels"] == "43"  # 13:00 close on 2024-07-03
+    assert all(c[2] == "390" and c[5] == "79" for c in (counts[0], counts[2]))
+
+    # the printed table reads back from the store: `zerogex levels` shows the same rows
+    assert main(["levels", "--end", "2024-07-05", "--days", "3"]) == 0
+    again = capsys.readouterr().out.splitlines()
+    assert again[3:6] == lines[header + 2: header + 5]
+
+
+def test_cli_reports_bad_settings_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ZEROGEX_EXPIRATIONS", "lots")
+    assert main(["run", "--days", "1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "ZEROGEX_EXPIRATIONS" in err
