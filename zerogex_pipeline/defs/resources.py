@@ -15,6 +15,8 @@ from zerogex_pipeline.settings import Settings, SettingsError
 from zerogex_pipeline.sources.base import MarketDataSource
 from zerogex_pipeline.sources.simulated import SimulatedMarket
 from zerogex_pipeline.storage.duckdb_io_manager import DuckDBFrameIOManager
+from zerogex_pipeline.storage.postgres_io_manager import postgres_io_manager
+from zerogex_pipeline.storage.table_slices import StorageError
 
 
 class MarketDataResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -34,15 +36,24 @@ class MarketDataResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
 def build_resources(settings: Settings) -> dict[str, Any]:
     """The resources for ``settings``."""
-    if settings.database_url is not None:
-        raise SettingsError(
-            "ZEROGEX_DATABASE_URL: the PostgreSQL store is not available in this build; "
-            "unset it to use the embedded DuckDB store"
-        )
     return {
         "market_data": MarketDataResource(source=settings.data_source),
-        "io_manager": DuckDBFrameIOManager(database=str(settings.duckdb_path)),
+        "io_manager": build_io_manager(settings),
     }
+
+
+def build_io_manager(settings: Settings) -> dg.ConfigurableIOManagerFactory:
+    """PostgreSQL when ``ZEROGEX_DATABASE_URL`` is set, else the embedded DuckDB file.
+
+    Raises:
+        SettingsError: the database URL is malformed (the message has the password redacted).
+    """
+    if settings.database_url is None:
+        return DuckDBFrameIOManager(database=str(settings.duckdb_path))
+    try:
+        return postgres_io_manager(settings.database_url)
+    except StorageError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def storage_kind(settings: Settings) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import duckdb
 import pandas as pd
+import psycopg
 
 from zerogex_pipeline.schemas import GEX_LEVELS
 from zerogex_pipeline.settings import Settings
@@ -20,7 +21,7 @@ SUMMARY_COLUMNS = ["session_date", "snapshot_ts", "spot", "net_gex", "zero_gamma
 def closing_levels(settings: Settings, underlying: Underlying, dates: Sequence[dt.date]) -> pd.DataFrame:
     """The last stored ``gex_levels`` row of each date (one row per date that has levels)."""
     if settings.database_url is not None:
-        raise StorageError("ZEROGEX_DATABASE_URL: reading levels from PostgreSQL is not available in this build")
+        return _closing_levels_postgres(settings.database_url, underlying, dates)
     if not settings.duckdb_path.exists():
         raise StorageError(f"{settings.duckdb_path}: no embedded store yet; run `make run` first")
     cols = ", ".join(quote_ident(c) for c in GEX_LEVELS.column_names)
@@ -37,3 +38,18 @@ def closing_levels(settings: Settings, underlying: Underlying, dates: Sequence[d
         except duckdb.CatalogException:
             raise StorageError(f"{underlying.key}.gex_levels: no levels stored yet") from None
     return GEX_LEVELS.conform(frame)
+
+
+def _closing_levels_postgres(url: str, underlying: Underlying, dates: Sequence[dt.date]) -> pd.DataFrame:
+    """``closing_levels`` from the PostgreSQL store (errors are one line, password redacted)."""
+    from zerogex_pipeline.storage import postgres_queries
+    from zerogex_pipeline.storage.postgres_io_manager import describe_error, open_connection
+
+    conn = open_connection(url)
+    try:
+        frame = postgres_queries.closing_levels(conn, underlying.key, dates)
+    except psycopg.Error as exc:
+        raise describe_error(exc, url, f"{underlying.key}.gex_levels") from None
+    finally:
+        conn.close()
+    return frame

@@ -1,0 +1,420 @@
+"""The production store: a partition-aware PostgreSQL (optionally TimescaleDB) IO manager for pandas.
+
+Built like :mod:`zerogex_pipeline.storage.duckdb_io_manager`: Dagster's ``DbIOManager`` (through
+:class:`PartitionedDbIOManager`, which fixes dynamic multi-partitions) with a psycopg 3 client and a
+pandas type handler. A partition write is one transaction::
+
+    BEGIN; pg_advisory_xact_lock(slice); DELETE slice; COPY frame (binary); COMMIT
+
+so re-running a partition replaces exactly its rows, two concurrent writers of one slice run one
+after the other (the last one wins, no duplicate-key error), and a crash before ``COMMIT`` leaves
+the previous version. Tables live in one schema per underlying (the asset-key prefix, e.g.
+``spy.option_chain_snapshots``) and are created only by the versioned migrations
+(:mod:`zerogex_pipeline.storage.postgres_migrations`). Timestamps are ``timestamptz`` (the session
+runs in UTC, frames hold tz-aware UTC); dates are ``date``. Errors never contain the password.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import psycopg
+from dagster._core.definitions.partitions.utils import TimeWindow
+from dagster._core.storage.db_io_manager import DbClient, DbTypeHandler, TableSlice
+from psycopg import errors as pg_errors
+from pydantic import Field
+
+from zerogex_pipeline.schemas import AssetSchema
+from zerogex_pipeline.storage.partitioned_db_io_manager import PartitionedDbIOManager
+from zerogex_pipeline.storage.postgres_copy import encode_binary_copy
+from zerogex_pipeline.storage.postgres_migrations import (
+    TimescalePolicy,
+    apply_timescaledb,
+    migrate,
+    schema_drift,
+    timescaledb_version,
+)
+from zerogex_pipeline.storage.table_slices import (
+    StorageError,
+    display_query,
+    qualified_name,
+    quote_ident,
+    slice_schema,
+    where_clause,
+)
+
+CONNECT_TIMEOUT_S = 10
+COPY_CHUNK_BYTES = 8 << 20
+
+
+# ---------------------------------------------------------------------------------------------
+# URLs and errors
+# ---------------------------------------------------------------------------------------------
+
+
+def url_password(url: str) -> str | None:
+    """The password in a ``postgresql://`` URL (userinfo or ``password=`` query parameter), if any."""
+    try:
+        parts = urlsplit(url)
+        if parts.password:
+            return unquote(parts.password)
+    except ValueError:
+        pass
+    match = re.search(r"[?&]password=([^&]*)", url)
+    return unquote(match.group(1)) if match else None
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (safe to log)."""
+    text = re.sub(r"([?&]password=)[^&]*", r"\1***", url)
+    try:
+        parts = urlsplit(text)
+        if parts.password is not None:
+            host = parts.hostname or ""
+            if ":" in host:
+                host = f"[{host}]"
+            netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+            text = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    except ValueError:
+        text = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", text)
+    return text
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in text.strip().splitlines() if part.strip())
+
+
+def redact(text: str, url: str) -> str:
+    """``text`` on one line, with ``url``'s password (raw and URL-encoded forms) removed."""
+    out = _one_line(text)
+    password = url_password(url)
+    if password:
+        for form in {password, re.escape(password), _percent(password)}:
+            out = out.replace(form, "***")
+    return out.replace(url, redact_url(url))
+
+
+def _percent(text: str) -> str:
+    from urllib.parse import quote
+
+    return quote(text, safe="")
+
+
+def validate_database_url(url: str) -> None:
+    """Check the URL's form without connecting; raises :class:`StorageError` (password redacted)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise StorageError(f"ZEROGEX_DATABASE_URL {redact_url(url)}: expected postgresql://user:password@host/db")
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError as exc:
+        raise StorageError(f"ZEROGEX_DATABASE_URL {redact_url(url)}: malformed URL ({redact(str(exc), url)})") from None
+    if not parts.hostname and "host=" not in (parts.query or ""):
+        raise StorageError(f"ZEROGEX_DATABASE_URL {redact_url(url)}: no host name")
+    try:
+        conninfo_to_dict(url)
+    except psycopg.Error as exc:
+        raise StorageError(f"ZEROGEX_DATABASE_URL {redact_url(url)}: {redact(str(exc), url)}") from None
+
+
+def describe_error(exc: BaseException, url: str, what: str) -> StorageError:
+    """A one-line :class:`StorageError` for a psycopg failure of ``what`` (password redacted)."""
+    where = redact_url(url)
+    if isinstance(exc, pg_errors.InsufficientPrivilege):
+        user = urlsplit(url).username or "the connecting role"
+        primary = exc.diag.message_primary or str(exc)
+        return StorageError(
+            f"PostgreSQL {where}: {what}: permission denied for role {user!r} ({redact(primary, url)}); "
+            "the role needs CONNECT on the database, CREATE on it (first run creates the schemas) and "
+            "ownership of or SELECT/INSERT/DELETE on the tables"
+        )
+    if isinstance(exc, psycopg.OperationalError) and not isinstance(exc, pg_errors.QueryCanceled):
+        message = str(exc)
+        message = re.sub(r"^connection failed:\s*", "", message.strip())
+        return StorageError(f"PostgreSQL {where}: cannot connect ({redact(message, url)})")
+    return StorageError(f"PostgreSQL {where}: {what} failed: {redact(str(exc), url)}")
+
+
+def open_connection(url: str) -> psycopg.Connection:
+    """A connection with the session time zone set to UTC (not in autocommit mode).
+
+    Raises:
+        StorageError: malformed URL, unreachable server, bad credentials (password redacted).
+    """
+    validate_database_url(url)
+    try:
+        conn = psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S)
+    except psycopg.Error as exc:
+        raise describe_error(exc, url, "connect") from None
+    try:
+        conn.execute("SET TimeZone TO 'UTC'")
+        conn.commit()
+    except psycopg.Error as exc:
+        conn.close()
+        raise describe_error(exc, url, "session setup") from None
+    return conn
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema preparation (once per process, database and schema)
+# ---------------------------------------------------------------------------------------------
+
+_READY: set[tuple[str, str]] = set()
+_READY_LOCK = threading.Lock()
+
+
+def prepare_schema(conn: psycopg.Connection, url: str, schema: str, use_timescaledb: bool, policy: TimescalePolicy) -> None:
+    """Apply pending migrations (and the TimescaleDB layout) and refuse a drifted schema.
+
+    Cached per process for ``(url, schema)``: the checks run once per worker, not per write.
+    """
+    key = (url, schema)
+    with _READY_LOCK:
+        if key in _READY:
+            return
+    migrate(conn, schema)
+    if use_timescaledb and timescaledb_version(conn) is not None:
+        apply_timescaledb(conn, schema, policy)
+    drift = schema_drift(conn, schema)
+    if drift:
+        raise StorageError(
+            f"schema {schema!r} disagrees with zerogex_pipeline.schemas: {'; '.join(drift)}. "
+            "Add a migration (python -m zerogex_pipeline.storage.postgres_migrations --new <name>)"
+        )
+    with _READY_LOCK:
+        _READY.add(key)
+
+
+def forget_prepared_schemas() -> None:
+    """Drop the per-process cache of prepared schemas (tests that recreate databases use it)."""
+    with _READY_LOCK:
+        _READY.clear()
+
+
+# ---------------------------------------------------------------------------------------------
+# Writes and reads of one slice
+# ---------------------------------------------------------------------------------------------
+
+
+def slice_lock_key(table_slice: TableSlice) -> str:
+    """Advisory-lock key of a slice: table plus its bound partition values."""
+    clause, params = where_clause(table_slice, "%s")
+    return f"zerogex:{table_slice.schema}.{table_slice.table}:{clause}:{params!r}"
+
+
+def rows_outside_slice(table_slice: TableSlice, frame: pd.DataFrame) -> int:
+    """How many rows of a conformed ``frame`` fall outside the slice's partitions.
+
+    Evaluates the same bound values as :func:`where_clause` (America/New_York dates for ``DATE``
+    partition columns, tz-aware instants for ``TIMESTAMPTZ``), in pandas.
+    """
+    dims = table_slice.partition_dimensions or []
+    if frame.empty or not dims:
+        return 0
+    _, params = where_clause(table_slice, "%s")
+    inside = np.ones(len(frame), dtype=bool)
+    i = 0
+    for dim in dims:
+        col = frame[dim.partition_expr]
+        is_date = not isinstance(col.dtype, pd.DatetimeTZDtype)
+        if isinstance(dim.partitions, TimeWindow):
+            start, end = pd.Timestamp(params[i]), pd.Timestamp(params[i + 1])
+            i += 2
+            if not is_date:
+                start, end = start.tz_convert("UTC"), end.tz_convert("UTC")
+            inside &= ((col >= start) & (col < end)).to_numpy()
+        else:
+            keys = list(dim.partitions)
+            values = params[i : i + len(keys)]
+            i += len(keys)
+            wanted = pd.to_datetime(pd.Series(values)) if is_date else pd.Series(values)
+            inside &= col.isin(wanted).to_numpy()
+    return int((~inside).sum())
+
+
+def copy_frame(cursor: psycopg.Cursor[Any], qualified: str, frame: pd.DataFrame, schema: AssetSchema) -> None:
+    """Bulk-load a conformed ``frame`` into ``qualified`` with binary ``COPY`` (see ``postgres_copy``)."""
+    if frame.empty:
+        return
+    cols = ", ".join(quote_ident(c) for c in schema.column_names)
+    payload = memoryview(encode_binary_copy(frame, schema))
+    with cursor.copy(f"COPY {qualified} ({cols}) FROM STDIN (FORMAT BINARY)".encode()) as copy:
+        for start in range(0, len(payload), COPY_CHUNK_BYTES):
+            copy.write(payload[start : start + COPY_CHUNK_BYTES])
+
+
+def read_frame(conn: psycopg.Connection, query: str, params: Sequence[Any], schema: AssetSchema) -> pd.DataFrame:
+    """Run ``query`` (selecting ``schema``'s columns in order) and conform the rows to ``schema``."""
+    with conn.cursor() as cur:
+        cur.execute(query.encode(), list(params))
+        rows = cur.fetchall()
+    frame = pd.DataFrame(rows, columns=schema.column_names) if rows else pd.DataFrame(
+        {c: [] for c in schema.column_names}
+    )
+    return schema.conform(frame)
+
+
+class PostgresPartitionClient(DbClient):
+    """psycopg 3 client: one transaction per slice write, serialized per slice by an advisory lock."""
+
+    @staticmethod
+    def delete_table_slice(context: dg.OutputContext, table_slice: TableSlice, connection: Any) -> None:
+        connection.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [slice_lock_key(table_slice)]
+        )
+        clause, params = where_clause(table_slice, "%s")
+        connection.execute(f"DELETE FROM {qualified_name(table_slice)} WHERE {clause}".encode(), params)
+
+    @staticmethod
+    def ensure_schema_exists(context: dg.OutputContext, table_slice: TableSlice, connection: Any) -> None:
+        # The schema and tables are prepared by the migrations in ``connect``; here only check.
+        slice_schema(table_slice)
+
+    @staticmethod
+    def get_select_statement(table_slice: TableSlice) -> str:
+        return display_query(table_slice, table_slice.columns)
+
+    @staticmethod
+    @contextmanager
+    def connect(context: dg.OutputContext | dg.InputContext, table_slice: TableSlice) -> Iterator[psycopg.Connection]:
+        config: dict[str, Any] = dict(context.resource_config or {})
+        url = str(config["database_url"])
+        policy = TimescalePolicy(
+            compress_after_days=int(config.get("compress_after_days", 7)),
+            snapshot_retention_days=config.get("snapshot_retention_days"),
+        )
+        conn = open_connection(url)
+        what = f"{table_slice.schema}.{table_slice.table}"
+        try:
+            prepare_schema(conn, url, table_slice.schema, bool(config.get("use_timescaledb", True)), policy)
+            with conn.transaction():
+                yield conn
+        except psycopg.Error as exc:
+            raise describe_error(exc, url, what) from None
+        finally:
+            conn.close()
+
+
+class PostgresPandasTypeHandler(DbTypeHandler[pd.DataFrame]):
+    """Stores and loads pandas frames conformed to the table's declared schema."""
+
+    def handle_output(
+        self, context: dg.OutputContext, table_slice: TableSlice, obj: pd.DataFrame, connection: Any
+    ) -> dg.RawMetadataMapping:
+        schema = slice_schema(table_slice)
+        frame = schema.conform(obj)
+        duplicated = frame.duplicated(list(schema.primary_key))
+        if duplicated.any():
+            raise StorageError(
+                f"{table_slice.schema}.{table_slice.table}: {int(duplicated.sum())} rows repeat the primary key "
+                f"{schema.primary_key}; first: {frame.loc[duplicated, list(schema.primary_key)].iloc[0].tolist()}"
+            )
+        outside = rows_outside_slice(table_slice, frame)
+        if outside:
+            raise StorageError(
+                f"{table_slice.schema}.{table_slice.table}: {outside} of {len(frame)} rows fall outside the "
+                f"partition being written ({display_query(table_slice)})"
+            )
+        with connection.cursor() as cur:
+            copy_frame(cur, qualified_name(table_slice), frame, schema)
+        return {"dagster/row_count": len(frame), "dagster/column_schema": schema.table_schema()}
+
+    def load_input(self, context: dg.InputContext, table_slice: TableSlice, connection: Any) -> pd.DataFrame:
+        schema = slice_schema(table_slice)
+        clause, params = where_clause(table_slice, "%s")
+        cols = ", ".join(quote_ident(c) for c in schema.column_names)
+        order = ", ".join(quote_ident(c) for c in schema.primary_key)
+        return read_frame(
+            connection,
+            f"SELECT {cols} FROM {qualified_name(table_slice)} WHERE {clause} ORDER BY {order}",
+            params,
+            schema,
+        )
+
+    @property
+    def supported_types(self) -> Sequence[type[object]]:
+        return [pd.DataFrame]
+
+
+class PostgresFrameIOManager(dg.ConfigurableIOManagerFactory):
+    """Partition-aware IO manager on PostgreSQL, using TimescaleDB when the extension is installed."""
+
+    database_url: str = Field(description="postgresql://user:password@host:port/database of the store.")
+    schema_: str | None = Field(
+        default=None, alias="schema", description="Schema for every table; default: the asset-key prefix."
+    )
+    use_timescaledb: bool = Field(
+        default=True, description="Use hypertables/compression/retention when the extension is installed."
+    )
+    compress_after_days: int = Field(default=7, description="TimescaleDB: compress chunks older than this (days).")
+    snapshot_retention_days: int | None = Field(
+        default=None, description="TimescaleDB: drop raw chain snapshots older than this (days); null keeps all."
+    )
+
+    def create_io_manager(self, context: dg.InitResourceContext) -> PartitionedDbIOManager:
+        validate_database_url(self.database_url)
+        database = urlsplit(self.database_url).path.lstrip("/") or "postgres"
+        return PartitionedDbIOManager(
+            type_handlers=[PostgresPandasTypeHandler()],
+            db_client=PostgresPartitionClient(),
+            database=database,
+            schema=self.schema_,
+            io_manager_name="PostgresFrameIOManager",
+            default_load_type=pd.DataFrame,
+        )
+
+
+def postgres_io_manager(database_url: str) -> PostgresFrameIOManager:
+    """The IO manager for ``database_url``; validated now, connected at the first write or read.
+
+    When the URL is exactly ``$ZEROGEX_DATABASE_URL``, the resource is configured with
+    ``dg.EnvVar`` so the password never appears in the run config shown by the Dagster UI.
+
+    Raises:
+        StorageError: the URL is malformed (password redacted).
+    """
+    validate_database_url(database_url)
+    if os.environ.get("ZEROGEX_DATABASE_URL", "").strip() == database_url:
+        return PostgresFrameIOManager(database_url=dg.EnvVar("ZEROGEX_DATABASE_URL"))
+    return PostgresFrameIOManager(database_url=database_url)
+
+
+def write_partition(
+    io_manager: PostgresFrameIOManager,
+    asset_key: dg.AssetKey,
+    partitions_def: dg.PartitionsDefinition,
+    partition_key: str,
+    frame: pd.DataFrame,
+    partition_expr: str | dict[str, str],
+    instance: dg.DagsterInstance,
+) -> None:
+    """Write ``frame`` as one partition through the IO manager's full ``DbIOManager`` path, outside a run.
+
+    Used by the benchmarks and the concurrency tests (no Dagster run per call). ``instance`` holds the
+    dynamic partitions of ``partitions_def``.
+    """
+    from dagster._core.definitions.partitions.context import partition_loading_context
+    from dagster._core.storage.db_io_manager import DbIOManager
+
+    context = dg.build_output_context(
+        asset_key=asset_key,
+        partition_key=partition_key,
+        asset_partitions_def=partitions_def,
+        definition_metadata={"partition_expr": partition_expr},
+        resource_config=io_manager.model_dump(by_alias=False),
+        instance=instance,
+    )
+    manager = io_manager.create_io_manager(dg.build_init_resource_context())
+    with partition_loading_context(dynamic_partitions_store=instance):
+        DbIOManager.handle_output(manager, context, frame)

@@ -1,0 +1,279 @@
+"""Applying the store's versioned migrations, and the optional TimescaleDB layout on top.
+
+``migrate(conn, schema)`` creates the per-underlying schema and applies, under a transaction-scoped
+advisory lock, every migration of :data:`~zerogex_pipeline.storage.migrations.MIGRATIONS` not yet
+recorded in ``<schema>.zerogex_migrations``. Running it again is a no-op; concurrent callers wait for
+each other. Tables never gain columns any other way: :func:`schema_drift` compares the live tables
+with ``zerogex_pipeline.schemas`` and the IO manager refuses to write while they differ.
+
+With the ``timescaledb`` extension installed in the database, :func:`apply_timescaledb` turns the
+four tables into hypertables on ``session_date`` (every query and every partition DELETE filters on
+it, so chunk exclusion always applies), sets compression segmented by ``underlying`` (and
+``expiration`` for the per-expiration tables), and adds the compression and retention policies.
+Chunk intervals: 7 days for chain snapshots and surface (a SPY day at the default window is ~55k
+chain rows, ~15 MB with its index, so a chunk is ~100 MB: small against memory, large enough to
+keep the chunk count low), 35 days for bars and levels (a few hundred rows a day).
+
+Run ``python -m zerogex_pipeline.storage.postgres_migrations --new <name>`` to write the next
+migration from the difference between the declared schemas and the migrations.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from zerogex_pipeline.schemas import ALL_SCHEMAS, SQL_TYPE
+from zerogex_pipeline.storage.migrations import MIGRATIONS, Migration
+from zerogex_pipeline.storage.table_slices import StorageError, quote_ident
+
+MIGRATIONS_TABLE = "zerogex_migrations"
+
+# information_schema.columns.data_type for each declared kind.
+_INFO_TYPE = {
+    "text": "text",
+    "date": "date",
+    "timestamptz": "timestamp with time zone",
+    "double": "double precision",
+    "bigint": "bigint",
+}
+
+
+@dataclass(frozen=True)
+class TimescalePolicy:
+    """TimescaleDB settings (ignored without the extension).
+
+    Attributes:
+        compress_after_days: compress chunks whose ``session_date`` range is older than this (days).
+        snapshot_retention_days: drop ``option_chain_snapshots`` chunks older than this (days); ``None``
+            keeps raw snapshots forever. Levels, surface and bars have no retention.
+    """
+
+    compress_after_days: int = 7
+    snapshot_retention_days: int | None = None
+
+
+# table -> (chunk interval, segment-by columns, order-by)
+HYPERTABLES: dict[str, tuple[str, str, str]] = {
+    "option_chain_snapshots": ("7 days", "underlying, expiration", "snapshot_ts DESC, symbol"),
+    "gex_surface": ("7 days", "underlying, expiration", "snapshot_ts DESC, strike"),
+    "gex_levels": ("35 days", "underlying", "snapshot_ts DESC"),
+    "underlying_bars": ("35 days", "underlying", "ts DESC"),
+}
+
+
+def _lock_key(schema: str) -> str:
+    return f"zerogex:migrations:{schema}"
+
+
+def applied_versions(conn: psycopg.Connection, schema: str) -> dict[int, str]:
+    """Recorded migrations of ``schema`` (version -> checksum); empty when none ran yet."""
+    exists = conn.execute(
+        "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
+        [schema, MIGRATIONS_TABLE],
+    ).fetchone()
+    if not exists:
+        return {}
+    table = sql.Identifier(schema, MIGRATIONS_TABLE)
+    rows = conn.execute(sql.SQL("SELECT version, checksum FROM {}").format(table)).fetchall()
+    return {int(v): str(c) for v, c in rows}
+
+
+def _check_checksums(schema: str, applied: dict[int, str], migrations: Sequence[Migration]) -> None:
+    known = {m.version: m for m in migrations}
+    for version, checksum in applied.items():
+        m = known.get(version)
+        if m is None:
+            raise StorageError(
+                f"{schema}: the database has migration {version}, which this build does not know; "
+                "upgrade zerogex_pipeline"
+            )
+        if m.checksum != checksum:
+            raise StorageError(
+                f"{schema}: migration {version:04d}_{m.name} was edited after it was applied; "
+                "add a new migration instead of changing an applied one"
+            )
+
+
+def migrate(conn: psycopg.Connection, schema: str, migrations: Sequence[Migration] = MIGRATIONS) -> list[int]:
+    """Apply the pending migrations of ``schema`` in one transaction; returns the versions applied.
+
+    ``conn`` must not be inside a transaction block. Raises :class:`StorageError` when an applied
+    migration was edited, or the database is ahead of this build.
+    """
+    applied = applied_versions(conn, schema)
+    conn.commit()
+    _check_checksums(schema, applied, migrations)
+    if all(m.version in applied for m in migrations):
+        return []
+    done: list[int] = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [_lock_key(schema)])
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                "checksum TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            ).format(sql.Identifier(schema, MIGRATIONS_TABLE))
+        )
+        applied = applied_versions(conn, schema)  # again, under the lock
+        _check_checksums(schema, applied, migrations)
+        for m in sorted(migrations, key=lambda m: m.version):
+            if m.version in applied:
+                continue
+            conn.execute(m.render(quote_ident(schema)).encode("utf-8"))
+            conn.execute(
+                sql.SQL("INSERT INTO {} (version, name, checksum) VALUES (%s, %s, %s)").format(
+                    sql.Identifier(schema, MIGRATIONS_TABLE)
+                ),
+                [m.version, m.name, m.checksum],
+            )
+            done.append(m.version)
+    return done
+
+
+def timescaledb_version(conn: psycopg.Connection) -> str | None:
+    """The installed ``timescaledb`` extension version in this database, or ``None``."""
+    row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+    conn.commit()
+    return None if row is None else str(row[0])
+
+
+def apply_timescaledb(conn: psycopg.Connection, schema: str, policy: TimescalePolicy) -> None:
+    """Hypertables, compression and retention for ``schema`` (idempotent; needs the extension)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [_lock_key(schema)])
+        for table, (interval, segment_by, order_by) in HYPERTABLES.items():
+            qualified = f"{quote_ident(schema)}.{quote_ident(table)}"
+            conn.execute(
+                "SELECT create_hypertable(%s::regclass, 'session_date', chunk_time_interval => %s::interval, "
+                "if_not_exists => TRUE, migrate_data => TRUE)",
+                [qualified, interval],
+            )
+            compressed = conn.execute(
+                "SELECT compression_enabled FROM timescaledb_information.hypertables "
+                "WHERE hypertable_schema = %s AND hypertable_name = %s",
+                [schema, table],
+            ).fetchone()
+            if not (compressed and compressed[0]):
+                conn.execute(
+                    sql.SQL(
+                        "ALTER TABLE {} SET (timescaledb.compress, timescaledb.compress_segmentby = {}, "
+                        "timescaledb.compress_orderby = {})"
+                    ).format(sql.Identifier(schema, table), sql.Literal(segment_by), sql.Literal(order_by))
+                )
+            conn.execute(
+                "SELECT add_compression_policy(%s::regclass, %s::interval, if_not_exists => TRUE)",
+                [qualified, f"{policy.compress_after_days} days"],
+            )
+        snapshots = f"{quote_ident(schema)}.{quote_ident('option_chain_snapshots')}"
+        conn.execute("SELECT remove_retention_policy(%s::regclass, if_exists => TRUE)", [snapshots])
+        if policy.snapshot_retention_days is not None:
+            conn.execute(
+                "SELECT add_retention_policy(%s::regclass, %s::interval, if_not_exists => TRUE)",
+                [snapshots, f"{policy.snapshot_retention_days} days"],
+            )
+
+
+def schema_drift(conn: psycopg.Connection, schema: str) -> list[str]:
+    """Differences between ``schema``'s live tables and the declared schemas (empty when they agree)."""
+    rows = conn.execute(
+        "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns "
+        "WHERE table_schema = %s",
+        [schema],
+    ).fetchall()
+    conn.commit()
+    live: dict[str, dict[str, tuple[str, bool]]] = {}
+    for table, column, data_type, nullable in rows:
+        live.setdefault(table, {})[column] = (data_type, nullable == "YES")
+    problems: list[str] = []
+    for name, declared in ALL_SCHEMAS.items():
+        cols = live.get(name)
+        if cols is None:
+            problems.append(f"table {name} is missing")
+            continue
+        for c in declared.columns:
+            got = cols.get(c.name)
+            if got is None:
+                problems.append(f"{name}.{c.name} is declared but no migration adds it")
+            elif got != (_INFO_TYPE[c.kind], c.nullable):
+                problems.append(
+                    f"{name}.{c.name}: live {got[0]}{'' if got[1] else ' NOT NULL'}, declared "
+                    f"{_INFO_TYPE[c.kind]}{'' if c.nullable else ' NOT NULL'}"
+                )
+        for extra in sorted(set(cols) - set(declared.column_names)):
+            problems.append(f"{name}.{extra} exists but is not declared")
+    return problems
+
+
+def pending_statements(live_columns: dict[str, set[str]]) -> list[str]:
+    """``ALTER TABLE`` statements adding declared columns missing from ``live_columns`` (table -> names).
+
+    New columns are added nullable when declared nullable; a new NOT NULL column gets no default, so
+    the statement fails on a non-empty table: give it a default in the migration by hand.
+    """
+    out: list[str] = []
+    for name, declared in ALL_SCHEMAS.items():
+        have = live_columns.get(name, set())
+        for c in declared.columns:
+            if c.name not in have:
+                out.append(
+                    f"ALTER TABLE {{schema}}.{name} ADD COLUMN {c.name} {SQL_TYPE[c.kind]}"
+                    f"{'' if c.nullable else ' NOT NULL'};"
+                )
+    return out
+
+
+def migrated_columns(migrations: Sequence[Migration] = MIGRATIONS) -> dict[str, set[str]]:
+    """Columns per table the migrations create, from a scan of their SQL (CREATE TABLE / ADD COLUMN).
+
+    Only used to draft the next migration; the authoritative check is :func:`schema_drift`
+    against a database.
+    """
+    import re
+
+    out: dict[str, set[str]] = {}
+    for m in migrations:
+        for table, body in re.findall(r"CREATE TABLE \{schema\}\.(\w+) \((.*?)\n\);", m.sql, flags=re.S):
+            out.setdefault(table, set()).update(
+                line.split()[0] for line in body.strip().splitlines() if not line.strip().startswith("PRIMARY")
+            )
+        for table, column in re.findall(r"ALTER TABLE \{schema\}\.(\w+) ADD COLUMN (\w+)", m.sql):
+            out.setdefault(table, set()).add(column)
+    return out
+
+
+def draft_migration(name: str, directory: Path | None = None) -> Path:
+    """Write ``mNNNN_<name>.py`` adding the declared columns no migration adds; returns its path."""
+    statements = pending_statements(migrated_columns())
+    if not statements:
+        raise StorageError("the migrations already create every declared column; nothing to draft")
+    folder = directory or Path(__file__).parent / "migrations"
+    version = max(m.version for m in MIGRATIONS) + 1
+    path = folder / f"m{version:04d}_{name}.py"
+    body = "\n".join(statements)
+    path.write_text(f'"""{version:04d}: {name}."""\n\nSQL = """\n{body}\n"""\n')
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: ``--new NAME`` drafts the next migration; otherwise prints the pending statements."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--new", metavar="NAME", help="write the next migration module with this name")
+    args = parser.parse_args(argv)
+    if args.new:
+        path = draft_migration(args.new)
+        print(f"wrote {path}; add it to MIGRATIONS in zerogex_pipeline/storage/migrations/__init__.py")
+        return 0
+    pending = pending_statements(migrated_columns())
+    print("\n".join(pending) if pending else "migrations match the declared schemas")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
