@@ -15,7 +15,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: $(STAMP)
+# The local instance takes the repo's dagster.yaml (telemetry off, run queue, pools).
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/zerogex run --row-counts
 
 test: $(STAMP)
@@ -25,9 +30,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check zerogex_pipeline zerogex_pipeline_tests benchmarks
 	$(BIN)/mypy zerogex_pipeline
 
-ui: $(STAMP)
-	mkdir -p $(DAGSTER_HOME)
-	test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
 bench: $(STAMP)
