@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import dagster as dg
 
-from zerogex_pipeline.market_calendar import CALENDAR_START, NEW_YORK, nyse_calendar, non_trading_weekdays
+from zerogex_pipeline.market_calendar import CALENDAR_START, NEW_YORK, non_trading_weekdays, nyse_calendar
 from zerogex_pipeline.underlyings import Underlying
 
 WEEKEND_EXCLUSIONS = ("0 0 * * 6", "0 0 * * 0")
