@@ -7,6 +7,8 @@ or ``sigma <= 0`` the greeks are 0 (an expired contract or one with no usable IV
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import numpy.typing as npt
 from scipy.special import ndtr
@@ -115,3 +117,87 @@ def theta(
     call = decay - r_ * K_ * df_r * ndtr(d2) + q_ * S_ * df_q * ndtr(d1)
     put = decay + r_ * K_ * df_r * ndtr(-d2) - q_ * S_ * df_q * ndtr(-d1)
     return np.where(live, np.where(np.asarray(is_call, dtype=bool), call, put), 0.0)
+
+
+def vanna(S: ArrayLike, K: ArrayLike, T: ArrayLike, sigma: ArrayLike, r: ArrayLike, q: ArrayLike) -> FloatArray:
+    """Vanna ``∂Δ/∂σ = ∂vega/∂S`` per share per 1.00 of volatility: ``-e^{-qT} φ(d1) d2 / σ`` (calls = puts)."""
+    S_, K_, T_, sig, live = _prepare(S, K, T, sigma)
+    q_ = np.asarray(q, dtype=np.float64)
+    vol_sqrt_t = sig * np.sqrt(T_)
+    d1 = (np.log(S_ / K_) + (np.asarray(r) - q_ + 0.5 * sig * sig) * T_) / vol_sqrt_t
+    d2 = d1 - vol_sqrt_t
+    return np.where(live, -np.exp(-q_ * T_) * norm_pdf(d1) * d2 / sig, 0.0)
+
+
+def charm(
+    S: ArrayLike, K: ArrayLike, T: ArrayLike, sigma: ArrayLike, r: ArrayLike, q: ArrayLike, is_call: ArrayLike
+) -> FloatArray:
+    """Charm ``∂Δ/∂t`` (calendar time passing, i.e. ``-∂Δ/∂T``) per share per year; divide by 365 per day.
+
+    Calls: ``q e^{-qT} N(d1) - e^{-qT} φ(d1) (2(r-q)T - d2 σ√T) / (2T σ√T)``;
+    puts: ``-q e^{-qT} N(-d1) - e^{-qT} φ(d1) (2(r-q)T - d2 σ√T) / (2T σ√T)``.
+    """
+    S_, K_, T_, sig, live = _prepare(S, K, T, sigma)
+    r_, q_ = np.asarray(r, dtype=np.float64), np.asarray(q, dtype=np.float64)
+    vol_sqrt_t = sig * np.sqrt(T_)
+    d1 = (np.log(S_ / K_) + (r_ - q_ + 0.5 * sig * sig) * T_) / vol_sqrt_t
+    d2 = d1 - vol_sqrt_t
+    df_q = np.exp(-q_ * T_)
+    common = df_q * norm_pdf(d1) * (2.0 * (r_ - q_) * T_ - d2 * vol_sqrt_t) / (2.0 * T_ * vol_sqrt_t)
+    call = q_ * df_q * ndtr(d1) - common
+    put = -q_ * df_q * ndtr(-d1) - common
+    return np.where(live, np.where(np.asarray(is_call, dtype=bool), call, put), 0.0)
+
+
+class Greeks(NamedTuple):
+    """All greeks of a set of contracts, per share, from one pass (units as in the single functions)."""
+
+    price: FloatArray
+    delta: FloatArray
+    gamma: FloatArray
+    vega: FloatArray
+    vanna: FloatArray
+    charm: FloatArray
+    theta: FloatArray
+
+
+def greeks(
+    S: ArrayLike, K: ArrayLike, T: ArrayLike, sigma: ArrayLike, r: float, q: float, is_call: ArrayLike
+) -> Greeks:
+    """Price, delta, gamma, vega (per 1.00 vol), vanna (per 1.00 vol), charm (per year), theta (per year).
+
+    One shared evaluation of ``d1``, ``d2``, ``φ(d1)`` and ``N(±d1)``, ``N(±d2)``: several times faster than
+    calling the single-greek functions. Dead lanes (T <= 0, σ <= 0 or NaN) get 0 greeks and the
+    discounted intrinsic value as price, like :func:`price`.
+    """
+    S_, K_, T_, sig, live = _prepare(S, K, T, sigma)
+    call = np.broadcast_to(np.asarray(is_call, dtype=bool), S_.shape)
+    sqrt_t = np.sqrt(T_)
+    vol_sqrt_t = sig * sqrt_t
+    d1 = (np.log(S_ / K_) + (r - q + 0.5 * sig * sig) * T_) / vol_sqrt_t
+    d2 = d1 - vol_sqrt_t
+    df_q, df_r = np.exp(-q * T_), np.exp(-r * T_)
+    pdf = norm_pdf(d1)
+    sgn = np.where(call, 1.0, -1.0)
+    n1 = ndtr(sgn * d1)  # N(d1) for calls, N(-d1) for puts
+    n2 = ndtr(sgn * d2)
+    px = sgn * (S_ * df_q * n1 - K_ * df_r * n2)
+    dl = sgn * df_q * n1
+    dq_pdf = df_q * pdf
+    gm = dq_pdf / (S_ * vol_sqrt_t)
+    vg = S_ * dq_pdf * sqrt_t
+    vn = -dq_pdf * d2 / sig
+    ch = sgn * q * df_q * n1 - dq_pdf * (2.0 * (r - q) * T_ - d2 * vol_sqrt_t) / (2.0 * T_ * vol_sqrt_t)
+    th = -S_ * dq_pdf * sig / (2.0 * sqrt_t) - sgn * r * K_ * df_r * n2 + sgn * q * S_ * df_q * n1
+    if live.all():
+        intrinsic = px
+    else:
+        T_pos = np.maximum(np.broadcast_to(np.asarray(T, dtype=np.float64), S_.shape), 0.0)
+        S_raw = np.broadcast_to(np.asarray(S, dtype=np.float64), S_.shape)
+        K_raw = np.broadcast_to(np.asarray(K, dtype=np.float64), S_.shape)
+        intrinsic = np.maximum(sgn * (S_raw * np.exp(-q * T_pos) - K_raw * np.exp(-r * T_pos)), 0.0)
+    z = np.zeros_like(px)
+    return Greeks(
+        np.where(live, px, intrinsic), np.where(live, dl, z), np.where(live, gm, z), np.where(live, vg, z),
+        np.where(live, vn, z), np.where(live, ch, z), np.where(live, th, z),
+    )

@@ -1,8 +1,11 @@
-"""GEX surface: per snapshot and strike, call/put/net GEX of one expiration's chain.
+"""GEX surface: per snapshot, expiration and strike, call/put/net exposures of the chain.
 
-Input: an ``option_chain_snapshots`` frame (see ``zerogex_pipeline.schemas``). The IV used is the
-source's own IV when it gives one (> 0); a contract without a usable IV is kept in the table with a null
-IV and contributes 0 GEX (never a default IV).
+Input: an ``option_chain_snapshots`` frame (see ``zerogex_pipeline.schemas``). IV per contract: the vendor
+IV when given (> 0), else solved from the mid (sane quote) or the last trade (see
+:mod:`zerogex_pipeline.analytics.chain`); a contract without a usable IV is kept with a null IV and
+contributes 0 to every exposure (never a default IV). Units and the sign convention are those of
+:mod:`zerogex_pipeline.analytics.engine` (GEX USD per 1%, DEX USD, VEX USD per vol point, CEX USD per day;
+calls +, puts -).
 """
 
 from __future__ import annotations
@@ -10,12 +13,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from zerogex_pipeline.analytics.black_scholes import gamma
-from zerogex_pipeline.analytics.expiry import settlement_instants, time_to_expiry_years
+from zerogex_pipeline.analytics.black_scholes import greeks
+from zerogex_pipeline.analytics.chain import IV_SOURCES, choose_iv, time_to_expiry
+from zerogex_pipeline.analytics.engine import T_CONVENTION
 from zerogex_pipeline.underlyings import CONTRACT_MULTIPLIER
 
 GEX_PER_PCT = CONTRACT_MULTIPLIER * 0.01
 """GEX = sign · Γ · OI · 100 · S² · 0.01 (USD per 1% move)."""
+_SUMMED = ("oi", "volume", "gex", "gex_volume", "dex", "vex", "cex")
 
 
 def contract_gex(
@@ -27,58 +32,66 @@ def contract_gex(
 
 
 def build_surface(chain: pd.DataFrame, rate: float, dividend_yield: float) -> pd.DataFrame:
-    """Aggregate a chain frame into one row per (snapshot, strike) with call, put and net GEX.
+    """Aggregate a chain frame into one row per (snapshot, expiration, strike) with call/put/net exposures.
 
     Args:
-        chain: ``option_chain_snapshots`` rows (one expiration or several).
+        chain: ``option_chain_snapshots`` rows (any number of snapshots and expirations).
         rate: risk-free rate r, annualized continuous.
         dividend_yield: q, annualized continuous.
     """
     if chain.empty:
         return pd.DataFrame()
-    T = time_to_expiry_years(chain["snapshot_ts"], settlement_instants(chain["expiration"], chain["settlement"]))
-    iv = chain["iv"].to_numpy(dtype=np.float64, na_value=np.nan)
-    usable = np.isfinite(iv) & (iv > 0.0) & (T > 0.0)
-    iv = np.where(usable, iv, np.nan)
+    chain = chain.reset_index(drop=True)
+    T = time_to_expiry(chain)
+    choice = choose_iv(chain, T, rate, dividend_yield)
+    usable = np.isfinite(choice.iv) & (T > 0.0)
+    iv = np.where(usable, choice.iv, np.nan)
     spot = chain["spot"].to_numpy(dtype=np.float64)
-    g = np.where(usable, gamma(spot, chain["strike"].to_numpy(dtype=np.float64), T, iv, rate, dividend_yield), np.nan)
     is_call = (chain["option_type"] == "C").to_numpy()
+    g = greeks(spot, chain["strike"].to_numpy(dtype=np.float64), T, iv, rate, dividend_yield, is_call)
+    sign = np.where(is_call, 1.0, -1.0)
     oi = chain["open_interest"].to_numpy(dtype=np.float64)
-    gex = contract_gex(np.nan_to_num(g), oi, spot, is_call)
-
+    vol = chain["volume"].to_numpy(dtype=np.float64)
+    so = sign * oi * CONTRACT_MULTIPLIER
     keys = ["underlying", "session_date", "expiration", "snapshot_ts", "strike"]
-    lines = pd.DataFrame({
-        "row": np.arange(len(chain)),
-        "is_call": is_call,
-        "oi": chain["open_interest"].to_numpy(np.int64),
-        "iv": iv,
-        "gamma": g,
-        "gex": gex,
-        "time_to_expiry": T,
-    })
-    base = chain[keys + ["spot"]].reset_index(drop=True)
+    lines = chain[keys].copy()
+    lines["oi"] = oi
+    lines["volume"] = vol
+    lines["iv"] = iv
+    lines["gamma"] = np.where(usable, g.gamma, np.nan)
+    lines["gex"] = so * g.gamma * spot * spot * 0.01
+    lines["gex_volume"] = sign * vol * CONTRACT_MULTIPLIER * g.gamma * spot * spot * 0.01
+    lines["dex"] = so * g.delta * spot
+    lines["vex"] = so * g.vanna * spot * 0.01
+    lines["cex"] = so * g.charm * spot / 365.0
+    lines["iv_source"] = np.asarray(IV_SOURCES, dtype=object)[choice.source]
+    lines["w"] = oi
+    lines["iv_w"] = lines["iv"] * oi
+    lines["gamma_w"] = lines["gamma"] * oi
+
+    base = chain[[*keys, "spot"]].copy()
     base["time_to_expiry"] = T
     out = base.drop_duplicates(keys).reset_index(drop=True)
     for side, mask in (("call", is_call), ("put", ~is_call)):
-        part = pd.concat([base.loc[mask, keys].reset_index(drop=True),
-                          lines.loc[mask, ["oi", "iv", "gamma", "gex"]].reset_index(drop=True)], axis=1)
-        # Several series can share a strike (SPX AM and PM monthlies): open interest and GEX add up;
-        # the IV and gamma shown are OI-weighted averages of the series.
-        part["w"] = part["oi"].astype(np.float64)
-        part["iv_w"] = part["iv"] * part["w"]
-        part["gamma_w"] = part["gamma"] * part["w"]
-        agg = part.groupby(keys, sort=False).agg(
-            oi=("oi", "sum"), gex=("gex", "sum"), iv_w=("iv_w", "sum"), gamma_w=("gamma_w", "sum"),
-            iv_first=("iv", "first"), gamma_first=("gamma", "first"), w=("w", "sum"),
+        # Several series can share a strike (SPX AM and PM monthlies): OI and exposures add up; the IV and
+        # gamma shown are OI-weighted averages of the series; the IV source is the first series'.
+        agg = lines[mask].groupby(keys, sort=False).agg(
+            **{c: (c, "sum") for c in _SUMMED}, iv_w=("iv_w", "sum"), gamma_w=("gamma_w", "sum"),
+            w=("w", "sum"), iv_first=("iv", "first"), gamma_first=("gamma", "first"),
+            iv_source=("iv_source", "first"),
         )
         weighted = agg["w"] > 0
         agg["iv"] = np.where(weighted, agg["iv_w"] / agg["w"].where(weighted, 1.0), agg["iv_first"])
         agg["gamma"] = np.where(weighted, agg["gamma_w"] / agg["w"].where(weighted, 1.0), agg["gamma_first"])
-        agg = agg[["oi", "iv", "gamma", "gex"]].add_prefix(f"{side}_").reset_index()
+        agg = agg[[*_SUMMED, "iv", "gamma", "iv_source"]].add_prefix(f"{side}_").reset_index()
         out = out.merge(agg, on=keys, how="left")
-        out[f"{side}_oi"] = out[f"{side}_oi"].fillna(0).astype(np.int64)
-        out[f"{side}_gex"] = out[f"{side}_gex"].fillna(0.0)
-    out["net_gex"] = out["call_gex"] + out["put_gex"]
+        for c in _SUMMED:
+            out[f"{side}_{c}"] = out[f"{side}_{c}"].fillna(0.0)
+        out[f"{side}_oi"] = out[f"{side}_oi"].astype(np.int64)
+        out[f"{side}_volume"] = out[f"{side}_volume"].astype(np.int64)
+    for c in ("gex", "gex_volume", "dex", "vex", "cex"):
+        out[f"net_{c}"] = out[f"call_{c}"] + out[f"put_{c}"]
     out["rate"] = rate
     out["dividend_yield"] = dividend_yield
-    return out.sort_values(["snapshot_ts", "strike"], kind="stable").reset_index(drop=True)
+    out["t_convention"] = T_CONVENTION
+    return out.sort_values(["snapshot_ts", "expiration", "strike"], kind="stable").reset_index(drop=True)
