@@ -96,8 +96,8 @@ def compute(inp: PerfilievInputs) -> PerfilievResult:
     call_gex = inp.call_gamma * inp.call_oi * 100.0 * S * S * 0.01
     put_gex = -inp.put_gamma * inp.put_oi * 100.0 * S * S * 0.01
     strikes, code = np.unique(inp.strike, return_inverse=True)
-    call_k = np.bincount(code, weights=call_gex, minlength=strikes.size)
-    put_k = np.bincount(code, weights=put_gex, minlength=strikes.size)
+    call_k = np.bincount(code, weights=call_gex, minlength=strikes.size).astype(np.float64)
+    put_k = np.bincount(code, weights=put_gex, minlength=strikes.size).astype(np.float64)
 
     T = time_to_expiry(inp.file_date, inp.expiration)
     exp = inp.expiration.astype("datetime64[D]")

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from zerogex_pipeline.cli import levels_command, run_command
+from zerogex_pipeline.cli import gex_command, levels_command, run_command
 
-COMMAND_MODULES = [run_command, levels_command]
+COMMAND_MODULES = [run_command, levels_command, gex_command]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
