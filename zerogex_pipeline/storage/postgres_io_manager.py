@@ -397,12 +397,12 @@ def write_partition(
     partition_key: str,
     frame: pd.DataFrame,
     partition_expr: str | dict[str, str],
-    instance: dg.DagsterInstance,
+    instance: dg.DagsterInstance | None = None,
 ) -> None:
     """Write ``frame`` as one partition through the IO manager's full ``DbIOManager`` path, outside a run.
 
     Used by the benchmarks and the concurrency tests (no Dagster run per call). ``instance`` holds the
-    dynamic partitions of ``partitions_def``.
+    dynamic partitions of ``partitions_def`` (needed for multi-partitions with a dynamic dimension).
     """
     from dagster._core.definitions.partitions.context import partition_loading_context
     from dagster._core.storage.db_io_manager import DbIOManager
