@@ -189,7 +189,8 @@ def prepare_schema(conn: psycopg.Connection, url: str, schema: str, use_timescal
     drift = schema_drift(conn, schema)
     if drift:
         raise StorageError(
-            f"schema {schema!r} disagrees with zerogex_pipeline.schemas: {'; '.join(drift)}. "
+            f"schema {schema!r} disagrees with zerogex_pipeline.schemas ({len(drift)} differences): "
+            f"{'; '.join(drift[:5])}{'; ...' if len(drift) > 5 else ''}. "
             "Add a migration (python -m zerogex_pipeline.storage.postgres_migrations --new <name>)"
         )
     with _READY_LOCK:
