@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from zerogex_pipeline.defs.automation.intraday_refresh import build_intraday_refresh_sensor
 from zerogex_pipeline.defs.gex.assets import build_gex_levels, build_gex_surface
 from zerogex_pipeline.defs.market_data.assets import build_underlying_bars
 from zerogex_pipeline.defs.options.assets import build_option_chain_snapshots
@@ -24,8 +25,12 @@ def build_underlying_assets(underlying: Underlying, settings: Settings) -> list[
 
 def build_defs(settings: Settings) -> dg.Definitions:
     """All definitions for ``settings``."""
-    assets = [a for u in settings.underlyings for a in build_underlying_assets(u, settings)]
-    return dg.Definitions(assets=assets, resources=build_resources(settings))
+    assets_by_underlying = {u: build_underlying_assets(u, settings) for u in settings.underlyings}
+    return dg.Definitions(
+        assets=[a for assets in assets_by_underlying.values() for a in assets],
+        sensors=[build_intraday_refresh_sensor(u, settings, assets) for u, assets in assets_by_underlying.items()],
+        resources=build_resources(settings),
+    )
 
 
 @dg.definitions

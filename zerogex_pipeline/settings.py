@@ -45,6 +45,7 @@ class Settings:
         snapshot_minutes: minutes between chain snapshots in the regular session.
         bar_minutes: bar interval of ``underlying_bars`` in minutes.
         risk_free_rate: annualized, continuously compounded r used by the analytics.
+        refresh_minutes: minutes between intraday refreshes of today's partitions.
     """
 
     underlyings: tuple[Underlying, ...] = field(default_factory=lambda: (resolve_underlying("SPY"),))
@@ -56,6 +57,7 @@ class Settings:
     snapshot_minutes: int = 5
     bar_minutes: int = 1
     risk_free_rate: float = 0.04
+    refresh_minutes: int = 5
 
     @property
     def duckdb_path(self) -> Path:
@@ -157,4 +159,5 @@ def load_settings(
         snapshot_minutes=_int_setting(env, "ZEROGEX_SNAPSHOT_MINUTES", 5, 1, 390),
         bar_minutes=_int_setting(env, "ZEROGEX_BAR_MINUTES", 1, 1, 390),
         risk_free_rate=_float_setting(env, "ZEROGEX_RISK_FREE_RATE", 0.04, -0.05, 0.25),
+        refresh_minutes=_int_setting(env, "ZEROGEX_REFRESH_MINUTES", 5, 1, 390),
     )

@@ -53,6 +53,7 @@ def build_underlying_bars(underlying: Underlying, settings: Settings, storage_ki
                 "sessions": len(frames),
                 "source": source.name,
                 "last_close_usd": float(frame["close"].iloc[-1]) if len(frame) else None,
+                "last_bar_end": frame["ts"].iloc[-1].isoformat() if len(frame) else None,
             }
         )
         return frame
