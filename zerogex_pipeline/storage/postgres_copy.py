@@ -13,7 +13,7 @@ length of -1. Pandas NaN/NaT/NA become ``NULL``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -90,11 +90,33 @@ def _encode_column(series: pd.Series, kind: str) -> _Field:
     raise ValueError(f"binary COPY: unsupported column kind {kind!r}")
 
 
-def encode_binary_copy(frame: pd.DataFrame, schema: AssetSchema, columns: Sequence[str] | None = None) -> bytes:
-    """The complete binary ``COPY`` stream (signature, rows, trailer) of ``frame``'s schema columns.
+def iter_binary_copy(
+    frame: pd.DataFrame, schema: AssetSchema, rows_per_chunk: int = 8192, columns: Sequence[str] | None = None
+) -> Iterator[bytes]:
+    """The binary ``COPY`` stream of ``frame`` in pieces of ``rows_per_chunk`` rows.
+
+    Writing each piece as soon as it is encoded lets the server parse one piece while the next is
+    encoded. The first piece carries the signature, the last the trailer.
+    """
+    n = len(frame)
+    starts = list(range(0, n, rows_per_chunk)) or [0]
+    for i, start in enumerate(starts):
+        part = frame.iloc[start : start + rows_per_chunk]
+        yield encode_binary_copy(part, schema, columns, header=i == 0, trailer=i == len(starts) - 1)
+
+
+def encode_binary_copy(
+    frame: pd.DataFrame,
+    schema: AssetSchema,
+    columns: Sequence[str] | None = None,
+    header: bool = True,
+    trailer: bool = True,
+) -> bytes:
+    """The binary ``COPY`` stream (signature, rows, trailer) of ``frame``'s schema columns.
 
     ``frame`` must already be conformed to ``schema`` (see :meth:`AssetSchema.conform`); columns are
     written in ``columns`` order (default: the schema's), which must match the ``COPY`` column list.
+    ``header``/``trailer`` False leave out the signature/trailer (for a stream sent in pieces).
     """
     names = list(columns) if columns is not None else schema.column_names
     kinds = {c.name: c.kind for c in schema.columns}
@@ -103,11 +125,13 @@ def encode_binary_copy(frame: pd.DataFrame, schema: AssetSchema, columns: Sequen
     row_len = np.full(n, 2, dtype=np.int64)
     for f in fields:
         row_len += 4 + np.maximum(f.lengths, 0)
-    head = len(COPY_SIGNATURE)
+    head = len(COPY_SIGNATURE) if header else 0
     body = int(row_len.sum())
-    buf = np.empty(head + body + len(COPY_TRAILER), dtype=np.uint8)
-    buf[:head] = np.frombuffer(COPY_SIGNATURE, dtype=np.uint8)
-    buf[head + body :] = np.frombuffer(COPY_TRAILER, dtype=np.uint8)
+    buf = np.empty(head + body + (len(COPY_TRAILER) if trailer else 0), dtype=np.uint8)
+    if header:
+        buf[:head] = np.frombuffer(COPY_SIGNATURE, dtype=np.uint8)
+    if trailer:
+        buf[head + body :] = np.frombuffer(COPY_TRAILER, dtype=np.uint8)
     if n:
         pos = head + np.cumsum(row_len) - row_len
         _scatter_fixed(buf, pos, np.full(n, len(names), dtype=">i2").view(np.uint8), 2)

@@ -1,0 +1,287 @@
+"""Storage benchmarks: chain ingest (IO manager vs ``to_sql`` vs raw COPY), query latency, sizes.
+
+Runs against ``$ZEROGEX_BENCH_DATABASE_URL`` (a superuser URL; two databases are created in it) or
+else a throwaway cluster with default durability (fsync on) started from the installed binaries.
+
+1. Ingest: the same simulated SPY chain frames (``INGEST_DAYS`` days × 3 expirations, one
+   ``(date, expiration)`` partition each) written (a) through the IO manager's full ``DbIOManager``
+   path (advisory lock, DELETE slice, binary COPY, commit; one connection per partition, as in a
+   run), again as a re-write that replaces every partition, (b) by raw ``COPY`` of the same frames
+   in CSV text (``to_csv``) and in binary (our encoder) on one connection, and (c) by
+   ``pandas.DataFrame.to_sql`` (SQLAlchemy + psycopg, default insert method) on the first
+   partition only (it is slow). Every target table has the same primary key.
+2. History: ``HISTORY_DAYS`` (default 252, a year) sessions of simulated SPY history loaded with
+   :mod:`benchmarks.load_history`, then median/p95 latency of "latest levels", "one day's intraday
+   levels" and "one day's surface for one expiration" (SQL round trip, and through the pandas read
+   functions of ``postgres_queries``), and table/index sizes (and the compression ratio with
+   TimescaleDB).
+
+Environment: ``ZEROGEX_BENCH_HISTORY_DAYS`` (0 skips part 2), ``ZEROGEX_BENCH_INGEST_DAYS`` (5).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from benchmarks.load_history import day_frames, load_history, trading_days
+from zerogex_pipeline.defs.partitions import (
+    chain_partition_key,
+    chain_partitions,
+    expirations_partitions_name,
+)
+from zerogex_pipeline.schemas import OPTION_CHAIN_SNAPSHOTS
+from zerogex_pipeline.storage import postgres_queries
+from zerogex_pipeline.storage.postgres_cluster import ThrowawayCluster
+from zerogex_pipeline.storage.postgres_copy import encode_binary_copy
+from zerogex_pipeline.storage.postgres_io_manager import (
+    PostgresFrameIOManager,
+    open_connection,
+    redact_url,
+    write_partition,
+)
+from zerogex_pipeline.storage.postgres_migrations import migrate, timescaledb_version
+from zerogex_pipeline.underlyings import resolve_underlying
+
+SPY = resolve_underlying("SPY")
+END = dt.date(2025, 12, 31)
+
+
+def _db_url(admin_url: str, name: str) -> str:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    head, _, _ = admin_url.rpartition("/")
+    query = ""
+    if "?" in admin_url.rsplit("/", 1)[1]:
+        query = "?" + admin_url.rsplit("?", 1)[1]
+    return f"{head}/{name}{query}"
+
+
+def _rate(rows: int, seconds: float) -> str:
+    return f"{rows / seconds:>12,.0f} rows/s  ({rows:,} rows in {seconds:.3f} s)"
+
+
+def bench_ingest(url: str, days: int) -> dict[str, float]:
+    """Chain rows/s through the IO manager, raw COPY (csv, binary) and to_sql; prints and returns them."""
+    sessions = trading_days(days, END)
+    partitions: list[tuple[dt.date, dt.date, pd.DataFrame]] = []
+    for d in sessions:
+        chain = day_frames(SPY.name, d)["option_chain_snapshots"]
+        for exp, part in chain.groupby("expiration", sort=True):
+            partitions.append((d, pd.Timestamp(exp).date(), part.reset_index(drop=True)))
+    total = sum(len(p) for _, _, p in partitions)
+    print(f"ingest: {len(partitions)} chain partitions ({days} SPY days x 3 expirations), {total:,} rows")
+    out: dict[str, float] = {}
+
+    manager = PostgresFrameIOManager(database_url=url, use_timescaledb=True)
+    partitions_def = chain_partitions(SPY)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(
+            expirations_partitions_name(SPY), sorted({e.isoformat() for _, e, _ in partitions})
+        )
+
+        def through_io_manager() -> float:
+            # Seconds inside DbIOManager.handle_output, summed over partitions (building Dagster's
+            # output context per call is harness cost that a real run pays once per step anyway).
+            return sum(
+                write_partition(
+                    manager, dg.AssetKey(["spy", "option_chain_snapshots"]), partitions_def,
+                    chain_partition_key(d, e), frame, {"date": "session_date", "expiration": "expiration"},
+                    instance,
+                )
+                for d, e, frame in partitions
+            )
+
+        first = through_io_manager()  # includes the one-time migrations
+        rewrite = through_io_manager()
+    out["io_manager"] = total / first
+    out["io_manager_rewrite"] = total / rewrite
+    print(f"  IO manager, first write    {_rate(total, first)}")
+    print(f"  IO manager, re-write       {_rate(total, rewrite)}  (DELETE + COPY per partition)")
+
+    cols = ", ".join(f'"{c}"' for c in OPTION_CHAIN_SNAPSHOTS.column_names)
+    with open_connection(url) as conn:
+        for name in ("raw_csv", "raw_binary", "to_sql"):
+            conn.execute(f"CREATE TABLE public.{name} (LIKE spy.option_chain_snapshots INCLUDING ALL)")
+        conn.commit()
+
+        t = time.perf_counter()
+        for _, _, frame in partitions:
+            buf = io.StringIO()
+            frame.to_csv(buf, index=False, header=False, date_format="%Y-%m-%d %H:%M:%S.%f%z")
+            with conn.cursor() as cur, cur.copy(f"COPY public.raw_csv ({cols}) FROM STDIN (FORMAT CSV)") as cp:
+                cp.write(buf.getvalue())
+        conn.commit()
+        csv_s = time.perf_counter() - t
+        t = time.perf_counter()
+        for _, _, frame in partitions:
+            payload = encode_binary_copy(frame, OPTION_CHAIN_SNAPSHOTS)
+            with conn.cursor() as cur, cur.copy(f"COPY public.raw_binary ({cols}) FROM STDIN (FORMAT BINARY)") as cp:
+                cp.write(payload)
+        conn.commit()
+        bin_s = time.perf_counter() - t
+        counts = [conn.execute(f"SELECT count(*) FROM public.{n}").fetchone() for n in ("raw_csv", "raw_binary")]
+        assert counts == [(total,), (total,)], counts
+    out["raw_copy_csv"] = total / csv_s
+    out["raw_copy_binary"] = total / bin_s
+    print(f"  raw COPY csv (to_csv)      {_rate(total, csv_s)}")
+    print(f"  raw COPY binary (encoder)  {_rate(total, bin_s)}")
+
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    sample = partitions[0][2]
+    t = time.perf_counter()
+    sample.to_sql("to_sql", engine, schema="public", if_exists="append", index=False)
+    sql_s = time.perf_counter() - t
+    engine.dispose()
+    out["to_sql"] = len(sample) / sql_s
+    print(f"  pandas to_sql (1 partition){_rate(len(sample), sql_s)}")
+    print(
+        f"  IO manager / to_sql = {out['io_manager'] / out['to_sql']:.1f}x; "
+        f"raw COPY csv / IO manager = {out['raw_copy_csv'] / out['io_manager']:.2f}x; "
+        f"raw COPY binary / IO manager = {out['raw_copy_binary'] / out['io_manager']:.2f}x"
+    )
+    return out
+
+
+def _latency(fn: Callable[[], Any], repeat: int = 50) -> tuple[float, float, float]:
+    """(first call, median, p95) in milliseconds."""
+    t = time.perf_counter()
+    fn()
+    first = (time.perf_counter() - t) * 1000
+    samples = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t) * 1000)
+    samples.sort()
+    return first, statistics.median(samples), samples[int(0.95 * (len(samples) - 1))]
+
+
+def bench_queries(url: str, day: dt.date, expiration: dt.date) -> dict[str, float]:
+    """Latency of the three read paths (SQL only, and into conformed frames)."""
+    out: dict[str, float] = {}
+    with open_connection(url) as conn:
+        sql_only = {
+            "latest levels": (
+                "SELECT * FROM spy.gex_levels ORDER BY session_date DESC, snapshot_ts DESC LIMIT 1", []),
+            "one day's intraday levels": (
+                "SELECT * FROM spy.gex_levels WHERE session_date = %s ORDER BY snapshot_ts", [day]),
+            "one day's surface, one expiration": (
+                "SELECT * FROM spy.gex_surface WHERE session_date = %s AND expiration = %s "
+                "ORDER BY snapshot_ts, strike", [day, expiration]),
+            "latest chain snapshot": (None, []),
+        }
+        frames: dict[str, Callable[[], pd.DataFrame]] = {
+            "latest levels": lambda: postgres_queries.latest_levels(conn, "spy"),
+            "one day's intraday levels": lambda: postgres_queries.intraday_levels(conn, "spy", day),
+            "one day's surface, one expiration": lambda: postgres_queries.day_surface(conn, "spy", day, expiration),
+            "latest chain snapshot": lambda: postgres_queries.latest_snapshot(conn, "spy"),
+        }
+        print(f"queries (ms; first / median / p95 of 50), day {day}, expiration {expiration}:")
+        for name, (query, params) in sql_only.items():
+            rows = len(frames[name]())
+            if query is not None:
+                def run_sql(q: bytes = query.encode(), params: list[Any] = params) -> list[Any]:
+                    return conn.execute(q, params).fetchall()
+
+                first, med, p95 = _latency(run_sql)
+                print(f"  {name:<36} SQL    {first:7.2f} / {med:6.2f} / {p95:6.2f}   ({rows} rows)")
+                out[f"{name} sql median ms"] = med
+            first, med, p95 = _latency(frames[name])
+            print(f"  {name:<36} pandas {first:7.2f} / {med:6.2f} / {p95:6.2f}   ({rows} rows)")
+            out[f"{name} pandas median ms"] = med
+        plan = conn.execute(
+            "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT * FROM spy.gex_levels "
+            "ORDER BY session_date DESC, snapshot_ts DESC LIMIT 1"
+        ).fetchall()
+        print("  plan of latest levels: " + " | ".join(r[0].strip() for r in plan[:3]))
+    return out
+
+
+def print_sizes(url: str) -> None:
+    """Table, index and total sizes of the store (and TimescaleDB compression when present)."""
+    with open_connection(url) as conn:
+        timescale = timescaledb_version(conn)
+        print("sizes:")
+        for table in ("underlying_bars", "option_chain_snapshots", "gex_surface", "gex_levels"):
+            qualified = f"spy.{table}"
+            if timescale:
+                row = conn.execute(
+                    "SELECT table_bytes, index_bytes, total_bytes FROM hypertable_detailed_size(%s)", [qualified]
+                ).fetchone()
+            else:
+                row = conn.execute(
+                    "SELECT pg_table_size(%s::regclass), pg_indexes_size(%s::regclass), "
+                    "pg_total_relation_size(%s::regclass)", [qualified] * 3
+                ).fetchone()
+            count = conn.execute(f"SELECT count(*) FROM {qualified}").fetchone()
+            assert row is not None and count is not None
+            mb = [(v or 0) / 2**20 for v in row]
+            print(f"  {table:<24} {count[0]:>12,} rows  table {mb[0]:9.1f} MB  indexes {mb[1]:8.1f} MB  "
+                  f"total {mb[2]:9.1f} MB")
+            if timescale:
+                stats = conn.execute(
+                    "SELECT before_compression_total_bytes, after_compression_total_bytes "
+                    "FROM hypertable_compression_stats(%s)", [qualified]
+                ).fetchone()
+                if stats and stats[0] and stats[1]:
+                    print(f"  {'':<24} compression ratio {stats[0] / stats[1]:.1f}x")
+        if not timescale:
+            print("  (TimescaleDB not installed: plain PostgreSQL tables, no compression)")
+
+
+def main() -> None:
+    """Run the storage benchmarks and print the results."""
+    history_days = int(os.environ.get("ZEROGEX_BENCH_HISTORY_DAYS", "252"))
+    ingest_days = int(os.environ.get("ZEROGEX_BENCH_INGEST_DAYS", "5"))
+    admin = os.environ.get("ZEROGEX_BENCH_DATABASE_URL", "").strip()
+    cluster = None
+    if not admin:
+        cluster = ThrowawayCluster(durable=True).start()
+        admin = cluster.url
+    try:
+        with psycopg.connect(admin) as conn:
+            version = conn.execute("SHOW server_version").fetchone()
+            fsync = conn.execute("SHOW fsync").fetchone()
+        print(f"== bench_storage: PostgreSQL {version[0] if version else '?'} at {redact_url(admin)} "
+              f"(fsync={fsync[0] if fsync else '?'}), {os.cpu_count()} CPUs")
+        ingest_url = _db_url(admin, "zg_bench_ingest")
+        with open_connection(ingest_url) as conn:
+            migrate(conn, "spy")
+        bench_ingest(ingest_url, ingest_days)
+        if history_days <= 0:
+            return
+        history_url = _db_url(admin, "zg_bench_history")
+        days = trading_days(history_days, END)
+        print(f"history: loading {len(days)} SPY sessions {days[0]}..{days[-1]} (benchmarks.load_history)")
+        stats = load_history(history_url, days, workers=os.cpu_count() or 2)
+        print(f"  loaded in {stats.seconds:.1f} s (COPY {stats.copy_seconds:.1f} s): "
+              + ", ".join(f"{k} {v:,}" for k, v in stats.rows.items()))
+        source_day = days[len(days) // 2]
+        with open_connection(history_url) as conn:
+            exp = conn.execute(
+                "SELECT min(expiration) FROM spy.gex_surface WHERE session_date = %s", [source_day]
+            ).fetchone()
+        assert exp is not None and exp[0] is not None
+        bench_queries(history_url, source_day, exp[0])
+        print_sizes(history_url)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+
+if __name__ == "__main__":
+    main()
