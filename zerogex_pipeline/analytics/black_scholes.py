@@ -149,6 +149,48 @@ def charm(
     return np.where(live, np.where(np.asarray(is_call, dtype=bool), call, put), 0.0)
 
 
+class ExposureGreeks(NamedTuple):
+    """The greeks the exposures need, per share (units as in :func:`greeks`)."""
+
+    delta: FloatArray
+    gamma: FloatArray
+    vanna: FloatArray
+    charm: FloatArray
+
+
+def exposure_greeks(
+    S: float, K: FloatArray, T: FloatArray, sigma: FloatArray, r: float, q: float, is_call: npt.NDArray[np.bool_]
+) -> ExposureGreeks:
+    """Delta, gamma, vanna and charm only, with the same arithmetic as :func:`greeks` (bit-identical results).
+
+    Skips the price, vega, theta and ``N(d2)`` work the exposures do not use.
+    """
+    K_ = np.asarray(K, dtype=np.float64)
+    T_ = np.asarray(T, dtype=np.float64)
+    sig = np.asarray(sigma, dtype=np.float64)
+    live = (T_ > 0.0) & (sig > 0.0) & np.isfinite(sig) & (K_ > 0.0) & (S > 0.0)
+    # Live lanes see exactly the operands :func:`greeks` gives them; dead lanes may compute inf/NaN and
+    # are overwritten with 0 below, so no dummy-value substitution pass is needed.
+    with np.errstate(all="ignore"):
+        sqrt_t = np.sqrt(T_)
+        vol_sqrt_t = sig * sqrt_t
+        d1 = (np.log(S / K_) + (r - q + 0.5 * sig * sig) * T_) / vol_sqrt_t
+        d2 = d1 - vol_sqrt_t
+        df_q = np.exp(-q * T_)
+        sgn = np.where(np.asarray(is_call, dtype=bool), 1.0, -1.0)
+        n1 = ndtr(sgn * d1)
+        dq_pdf = df_q * norm_pdf(d1)
+        dl = sgn * df_q * n1
+        gm = dq_pdf / (S * vol_sqrt_t)
+        vn = -dq_pdf * d2 / sig
+        ch = sgn * q * df_q * n1 - dq_pdf * (2.0 * (r - q) * T_ - d2 * vol_sqrt_t) / (2.0 * T_ * vol_sqrt_t)
+    if not live.all():
+        dead = ~live
+        for a in (dl, gm, vn, ch):
+            a[dead] = 0.0
+    return ExposureGreeks(dl, gm, vn, ch)
+
+
 class Greeks(NamedTuple):
     """All greeks of a set of contracts, per share, from one pass (units as in the single functions)."""
 

@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
-from scipy import sparse
 
-from zerogex_pipeline.analytics.black_scholes import greeks
+from zerogex_pipeline.analytics.black_scholes import exposure_greeks
 from zerogex_pipeline.analytics.profile import GammaBook, refine_roots, sign_changes
 
 FloatArray = npt.NDArray[np.float64]
@@ -109,7 +108,7 @@ class Product:
 def exposures(chain: Chain) -> dict[str, FloatArray]:
     """Per-contract signed exposures: ``gex``, ``gex_volume``, ``dex``, ``vex``, ``cex`` and the greeks used."""
     S = chain.spot
-    g = greeks(S, chain.strike, chain.T, chain.iv, chain.r, chain.q, chain.is_call)
+    g = exposure_greeks(S, chain.strike, chain.T, chain.iv, chain.r, chain.q, chain.is_call)
     sign = np.where(chain.is_call, 1.0, -1.0)
     so = sign * chain.oi * MULTIPLIER
     return {
@@ -125,31 +124,35 @@ def exposures(chain: Chain) -> dict[str, FloatArray]:
 _AGG_NAMES = ("gex", "gex_volume", "dex", "vex", "cex")
 
 
-def _aggregate(keys: IntArray, n: int, values: FloatArray) -> dict[str, FloatArray]:
-    """Group sums of the stacked per-contract columns (see :func:`_stack`) with one sparse product.
+def _aggregate(keys: IntArray, n: int, is_put: IntArray, columns: list[FloatArray]) -> dict[str, FloatArray]:
+    """Group sums per (group, call/put) of the per-contract columns ``[gex, gex_volume, dex, vex, cex, oi]``.
 
-    A CSR one-hot matrix times the value matrix is one pass over the contracts for all 12 columns
-    (measured ~10x faster than 12 ``np.bincount`` calls on the SPX export).
+    One ``np.bincount`` per column on the key ``2·group + is_put``: sequential sums in contract order, the
+    same additions (bit for bit) as a one-hot matrix product, without building the matrix or the 12
+    masked columns.
     """
-    m = len(keys)
-    onehot = sparse.csr_matrix((np.ones(m), (keys, np.arange(m))), shape=(n, m))
-    sums = np.asarray(onehot @ values)
+    key2 = keys * 2 + is_put
     out: dict[str, FloatArray] = {}
-    for j, name in enumerate(_AGG_NAMES):
-        call, put = sums[:, 2 * j], sums[:, 2 * j + 1]
-        out[f"call_{name}"], out[f"put_{name}"], out[f"net_{name}"] = call, put, call + put
-    out["call_oi"], out["put_oi"] = sums[:, -2], sums[:, -1]
+    for name, v in zip((*_AGG_NAMES, "oi"), columns, strict=True):
+        sums = np.asarray(np.bincount(key2, weights=v, minlength=2 * n), dtype=np.float64).reshape(n, 2)
+        call, put = sums[:, 0], sums[:, 1]
+        if name == "oi":
+            out["call_oi"], out["put_oi"] = call, put
+        else:
+            out[f"call_{name}"], out[f"put_{name}"], out[f"net_{name}"] = call, put, call + put
     return out
 
 
-def _stack(ex: dict[str, FloatArray], chain: Chain) -> FloatArray:
-    """Columns ``[call_gex, put_gex, call_gex_volume, ..., call_cex, put_cex, call_oi, put_oi]`` per contract."""
-    c = chain.is_call
-    cols = []
-    for name in (*_AGG_NAMES, "oi"):
-        v = chain.oi if name == "oi" else ex[name]
-        cols += [np.where(c, v, 0.0), np.where(c, 0.0, v)]
-    return np.stack(cols, axis=1)
+def _group_codes(key: IntArray, size: int) -> tuple[IntArray, IntArray]:
+    """``np.unique(key, return_inverse=True)`` for non-negative ints below ``size`` (dense table when small)."""
+    if size > 8 * key.size + 100_000:
+        uniq, code = np.unique(key, return_inverse=True)
+        return uniq, code.reshape(-1)
+    present = np.zeros(size, dtype=bool)
+    present[key] = True
+    uniq = np.flatnonzero(present)
+    remap = np.cumsum(present, dtype=np.intp) - 1
+    return uniq, remap[key]
 
 
 def _walls(strikes: FloatArray, call: FloatArray, put: FloatArray, spot: float, side_rule: bool
@@ -247,12 +250,14 @@ def compute_product(chain: Chain, max_distance: float = MAX_DISTANCE) -> Product
     ex = exposures(chain)
     strikes, strike_code = np.unique(chain.strike, return_inverse=True)
     n_exp = len(chain.expirations)
-    values = _stack(ex, chain)
-    by_strike = _aggregate(strike_code, strikes.size, values)
-    by_exp = _aggregate(chain.expiry, n_exp, values)
+    strike_code = strike_code.reshape(-1)
+    is_put = (~chain.is_call).astype(np.intp)
+    columns = [ex[name] for name in _AGG_NAMES] + [chain.oi]
+    by_strike = _aggregate(strike_code, strikes.size, is_put, columns)
+    by_exp = _aggregate(chain.expiry, n_exp, is_put, columns)
     se_key = chain.expiry * strikes.size + strike_code
-    se_unique, se_code = np.unique(se_key, return_inverse=True)
-    by_se = _aggregate(se_code, se_unique.size, values)
+    se_unique, se_code = _group_codes(se_key, n_exp * strikes.size)
+    by_se = _aggregate(se_code, se_unique.size, is_put, columns)
     by_se["strike"] = strikes[se_unique % strikes.size]
     by_se["expiry"] = (se_unique // strikes.size).astype(np.float64)
     by_exp["expiry"] = np.arange(n_exp, dtype=np.float64)
@@ -272,7 +277,7 @@ def compute_product(chain: Chain, max_distance: float = MAX_DISTANCE) -> Product
     for hw in GRID_HALF_WIDTHS:
         levels = _grid(S, hw)
         book = full_book.restrict(levels[0], levels[-1])
-        W = book.weights(refs)
+        W = book.weights(refs)  # (contracts, refs) view of a C-contiguous (refs, contracts) array
         prof = book.profiles(levels, W)
         if first is None:
             first = (levels, prof)

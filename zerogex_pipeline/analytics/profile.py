@@ -48,12 +48,12 @@ class GammaBook:
         strike: FloatArray, T: FloatArray, iv: FloatArray, weight: FloatArray, sign: FloatArray, r: float, q: float
     ) -> GammaBook:
         """Coefficients of the contracts with ``T > 0``, finite ``iv > 0`` and nonzero ``weight`` (OI or volume)."""
-        ok = (T > 0) & np.isfinite(iv) & (iv > 0) & (weight != 0) & np.isfinite(weight)
-        K, T_, sig = strike[ok], T[ok], iv[ok]
+        ok = np.flatnonzero((T > 0) & np.isfinite(iv) & (iv > 0) & (weight != 0) & np.isfinite(weight))
+        K, T_, sig = strike.take(ok), T.take(ok), iv.take(ok)
         vst = sig * np.sqrt(T_)
         a = 1.0 / vst
         b = (-np.log(K) + (r - q + 0.5 * sig * sig) * T_) * a
-        c = sign[ok] * weight[ok] * np.exp(-q * T_) * a * _INV_SQRT_2PI
+        c = sign.take(ok) * weight.take(ok) * np.exp(-q * T_) * a * _INV_SQRT_2PI
         return GammaBook(a, b, c, T_ * 365.0)
 
     def restrict(self, lo: float, hi: float) -> GammaBook:
@@ -66,9 +66,20 @@ class GammaBook:
         return GammaBook(self.a[keep], self.b[keep], self.c[keep], self.dte[keep])
 
     def weights(self, dte_refs: tuple[float | None, ...]) -> FloatArray:
-        """Column ``j`` is ``c · min(1, DTE/ref_j)`` (``None``: unweighted)."""
-        cols = [self.c if ref is None else self.c * np.minimum(1.0, self.dte / ref) for ref in dte_refs]
-        return np.stack(cols, axis=1)
+        """Column ``j`` is ``c · min(1, DTE/ref_j)`` (``None``: unweighted); a transposed view of :meth:`weights_t`."""
+        return self.weights_t(dte_refs).T
+
+    def weights_t(self, dte_refs: tuple[float | None, ...]) -> FloatArray:
+        """Row ``j`` is ``c · min(1, DTE/ref_j)`` (``None``: unweighted), C-contiguous ``(len(dte_refs), n)``."""
+        out = np.empty((len(dte_refs), self.c.size))
+        for j, ref in enumerate(dte_refs):
+            if ref is None:
+                out[j] = self.c
+            else:
+                np.divide(self.dte, ref, out=out[j])
+                np.minimum(1.0, out[j], out=out[j])
+                out[j] *= self.c
+        return out
 
     def profiles(self, levels: FloatArray, weights: FloatArray) -> FloatArray:
         """Net GEX (USD per 1%) at each level for each weight column: shape ``(len(levels), n_cols)``."""
@@ -77,6 +88,9 @@ class GammaBook:
         x = np.log(levels)
         n = self.a.size
         buf = np.empty((min(_BLOCK, levels.size), n))
+        # ``(Wᵀ Eᵀ)ᵀ`` rather than ``E W``: the same dot products (equal to a few ulps of the largest value,
+        # checked in the tests), about twice as fast in OpenBLAS for a wide E and a handful of weight columns.
+        weights_t = np.ascontiguousarray(weights.T)
         for start in range(0, levels.size, _BLOCK):
             stop = min(start + _BLOCK, levels.size)
             e = buf[: stop - start]
@@ -85,17 +99,26 @@ class GammaBook:
             np.square(e, out=e)
             e *= -0.5
             np.exp(e, out=e)
-            out[start:stop] = e @ weights
+            out[start:stop] = (weights_t @ e.T).T
         out *= levels[:, None]
         return out
 
     def profile_and_slope(self, levels: FloatArray, weights: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Profile ``P_j(L_j)`` for one level per weight column, and ``dP_j/dL`` there (for Newton steps)."""
+        return self._profile_and_slope(levels, np.ascontiguousarray(weights.T))
+
+    def _profile_and_slope(self, levels: FloatArray, weights_t: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """:meth:`profile_and_slope` with the weights given transposed and C-contiguous (one row per level)."""
         x = np.log(levels)[:, None]
-        d = x * self.a + self.b
-        ew = np.exp(-0.5 * d * d) * weights.T
-        value = ew.sum(axis=1)
-        slope = value - np.einsum("ji,ji->j", ew, d * self.a)
+        d = np.multiply(x, self.a)
+        d += self.b
+        e = np.square(d)
+        e *= -0.5
+        np.exp(e, out=e)
+        e *= weights_t
+        value = e.sum(axis=1)
+        d *= self.a
+        slope = value - np.einsum("ji,ji->j", e, d)
         return value * levels, slope
 
 
@@ -118,8 +141,9 @@ def refine_roots(
     with np.errstate(divide="ignore", invalid="ignore"):
         x = np.where(p_hi != p_lo, hi - (hi - lo) * p_hi / (p_hi - p_lo), 0.5 * (lo + hi))
     active = np.arange(x.size)
+    weights_t = np.ascontiguousarray(weights.T)
     for _ in range(60):
-        value, slope = book.profile_and_slope(x[active], weights[:, active])
+        value, slope = book._profile_and_slope(x[active], weights_t if active.size == x.size else weights_t[active])
         xa, la, ha = x[active], lo[active], hi[active]
         same_as_lo = np.sign(value) == np.sign(p_lo[active])
         la = np.where(same_as_lo, xa, la)
