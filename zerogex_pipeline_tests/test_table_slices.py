@@ -53,3 +53,23 @@ def test_empty_key_list_selects_nothing_and_unknown_columns_fail() -> None:
         where_clause(_slice("gex_surface", [TablePartitionDimension("nope", ["x"])]), "?")
     with pytest.raises(StorageError, match="no column schema"):
         where_clause(_slice("mystery_table", [TablePartitionDimension("x", ["y"])]), "?")
+
+
+def test_frames_with_rows_outside_the_partition_or_repeated_keys_are_refused() -> None:
+    import pandas as pd
+
+    from zerogex_pipeline.schemas import UNDERLYING_BARS
+    from zerogex_pipeline.storage.table_slices import frame_for_slice
+
+    window = trading_day_partitions().time_window_for_partition_key("2024-06-14")
+    table_slice = _slice("underlying_bars", [TablePartitionDimension("session_date", window)])
+    row = {"underlying": "SPY", "session_date": pd.Timestamp("2024-06-14"),
+           "ts": pd.Timestamp("2024-06-14 13:31", tz="UTC"), "open": 1.0, "high": 1.0, "low": 1.0,
+           "close": 1.0, "volume": 1, "source": "simulated"}
+    ok = pd.DataFrame([row])
+    schema, frame = frame_for_slice(table_slice, ok)
+    assert schema is UNDERLYING_BARS and len(frame) == 1
+    with pytest.raises(StorageError, match="1 of 2 rows fall outside"):
+        frame_for_slice(table_slice, pd.DataFrame([row, {**row, "session_date": pd.Timestamp("2024-06-13")}]))
+    with pytest.raises(StorageError, match="repeat the primary key"):
+        frame_for_slice(table_slice, pd.DataFrame([row, row]))

@@ -25,8 +25,8 @@ from pydantic import Field
 from zerogex_pipeline.schemas import SQL_TYPE, AssetSchema
 from zerogex_pipeline.storage.partitioned_db_io_manager import PartitionedDbIOManager
 from zerogex_pipeline.storage.table_slices import (
-    StorageError,
     display_query,
+    frame_for_slice,
     qualified_name,
     quote_ident,
     slice_schema,
@@ -118,15 +118,7 @@ class PandasFrameTypeHandler(DbTypeHandler[pd.DataFrame]):
     def handle_output(
         self, context: dg.OutputContext, table_slice: TableSlice, obj: pd.DataFrame, connection: Any
     ) -> dg.RawMetadataMapping:
-        schema = slice_schema(table_slice)
-        frame = schema.conform(obj)
-        duplicated = frame.duplicated(list(schema.primary_key))
-        if duplicated.any():
-            raise StorageError(
-                f"{table_slice.schema}.{table_slice.table}: {int(duplicated.sum())} rows repeat the primary key "
-                f"{schema.primary_key}; first: {frame.loc[duplicated, list(schema.primary_key)].iloc[0].tolist()}"
-            )
-        _check_rows_inside_slice(connection, table_slice, frame)
+        schema, frame = frame_for_slice(table_slice, obj)
         connection.register("zerogex_incoming", frame)
         cols = ", ".join(quote_ident(c) for c in schema.column_names)
         run_sql(
@@ -150,21 +142,6 @@ class PandasFrameTypeHandler(DbTypeHandler[pd.DataFrame]):
     @property
     def supported_types(self) -> Sequence[type[object]]:
         return [pd.DataFrame]
-
-
-def _check_rows_inside_slice(connection: Any, table_slice: TableSlice, frame: pd.DataFrame) -> None:
-    """Refuse rows outside the partition being written: they would survive its next re-write."""
-    if frame.empty or not table_slice.partition_dimensions:
-        return
-    connection.register("zerogex_check", frame)
-    clause, params = where_clause(table_slice, "?")
-    outside = run_sql(connection, f"SELECT count(*) FROM zerogex_check WHERE NOT ({clause})", params)[0]
-    connection.unregister("zerogex_check")
-    if outside[0]:
-        raise StorageError(
-            f"{table_slice.schema}.{table_slice.table}: {outside[0]} of {len(frame)} rows fall outside the "
-            f"partition being written ({display_query(table_slice)})"
-        )
 
 
 class DuckDBFrameIOManager(dg.ConfigurableIOManagerFactory):

@@ -29,7 +29,6 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import psycopg
-from dagster._core.definitions.partitions.utils import TimeWindow
 from dagster._core.storage.db_io_manager import DbClient, DbTypeHandler, TableSlice
 from psycopg import errors as pg_errors
 from pydantic import Field
@@ -47,6 +46,7 @@ from zerogex_pipeline.storage.postgres_migrations import (
 from zerogex_pipeline.storage.table_slices import (
     StorageError,
     display_query,
+    frame_for_slice,
     qualified_name,
     quote_ident,
     slice_schema,
@@ -216,36 +216,6 @@ def slice_lock_key(table_slice: TableSlice) -> str:
     return f"zerogex:{table_slice.schema}.{table_slice.table}:{clause}:{params!r}"
 
 
-def rows_outside_slice(table_slice: TableSlice, frame: pd.DataFrame) -> int:
-    """How many rows of a conformed ``frame`` fall outside the slice's partitions.
-
-    Evaluates the same bound values as :func:`where_clause` (America/New_York dates for ``DATE``
-    partition columns, tz-aware instants for ``TIMESTAMPTZ``), in pandas.
-    """
-    dims = table_slice.partition_dimensions or []
-    if frame.empty or not dims:
-        return 0
-    _, params = where_clause(table_slice, "%s")
-    inside = np.ones(len(frame), dtype=bool)
-    i = 0
-    for dim in dims:
-        col = frame[dim.partition_expr]
-        is_date = not isinstance(col.dtype, pd.DatetimeTZDtype)
-        if isinstance(dim.partitions, TimeWindow):
-            start, end = pd.Timestamp(params[i]), pd.Timestamp(params[i + 1])
-            i += 2
-            if not is_date:
-                start, end = start.tz_convert("UTC"), end.tz_convert("UTC")
-            inside &= ((col >= start) & (col < end)).to_numpy()
-        else:
-            keys = list(dim.partitions)
-            values = params[i : i + len(keys)]
-            i += len(keys)
-            wanted = pd.to_datetime(pd.Series(values)) if is_date else pd.Series(values)
-            inside &= col.isin(wanted).to_numpy()
-    return int((~inside).sum())
-
-
 def copy_frame(cursor: psycopg.Cursor[Any], qualified: str, frame: pd.DataFrame, schema: AssetSchema) -> None:
     """Bulk-load a conformed ``frame`` into ``qualified`` with binary ``COPY`` (see ``postgres_copy``)."""
     if frame.empty:
@@ -345,20 +315,7 @@ class PostgresPandasTypeHandler(DbTypeHandler[pd.DataFrame]):
     def handle_output(
         self, context: dg.OutputContext, table_slice: TableSlice, obj: pd.DataFrame, connection: Any
     ) -> dg.RawMetadataMapping:
-        schema = slice_schema(table_slice)
-        frame = schema.conform(obj)
-        duplicated = frame.duplicated(list(schema.primary_key))
-        if duplicated.any():
-            raise StorageError(
-                f"{table_slice.schema}.{table_slice.table}: {int(duplicated.sum())} rows repeat the primary key "
-                f"{schema.primary_key}; first: {frame.loc[duplicated, list(schema.primary_key)].iloc[0].tolist()}"
-            )
-        outside = rows_outside_slice(table_slice, frame)
-        if outside:
-            raise StorageError(
-                f"{table_slice.schema}.{table_slice.table}: {outside} of {len(frame)} rows fall outside the "
-                f"partition being written ({display_query(table_slice)})"
-            )
+        schema, frame = frame_for_slice(table_slice, obj)
         with connection.cursor() as cur:
             copy_frame(cur, qualified_name(table_slice), frame, schema)
         return {"dagster/row_count": len(frame), "dagster/column_schema": schema.table_schema()}

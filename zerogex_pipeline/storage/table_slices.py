@@ -13,6 +13,8 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from dagster._core.definitions.partitions.utils import TimeWindow
 from dagster._core.storage.db_io_manager import TablePartitionDimension, TableSlice
 
@@ -109,3 +111,58 @@ def display_query(table_slice: TableSlice, columns: Sequence[str] | None = None)
     shown = clause.format(*(f"'{p}'" for p in params))
     cols = ", ".join(columns) if columns else "*"
     return f"SELECT {cols} FROM {table_slice.schema}.{table_slice.table} WHERE {shown}"
+
+
+def rows_outside_slice(table_slice: TableSlice, frame: pd.DataFrame) -> int:
+    """How many rows of a conformed ``frame`` fall outside the slice's partitions.
+
+    Evaluates the same bound values as :func:`where_clause` (America/New_York dates for ``DATE``
+    partition columns, tz-aware instants for ``TIMESTAMPTZ``), in pandas.
+    """
+    dims = table_slice.partition_dimensions or []
+    if frame.empty or not dims:
+        return 0
+    _, params = where_clause(table_slice, "%s")
+    inside = np.ones(len(frame), dtype=bool)
+    i = 0
+    for dim in dims:
+        col = frame[dim.partition_expr]
+        is_date = not isinstance(col.dtype, pd.DatetimeTZDtype)
+        if isinstance(dim.partitions, TimeWindow):
+            start, end = pd.Timestamp(params[i]), pd.Timestamp(params[i + 1])
+            i += 2
+            if not is_date:
+                start, end = start.tz_convert("UTC"), end.tz_convert("UTC")
+            inside &= ((col >= start) & (col < end)).to_numpy()
+        else:
+            keys = list(dim.partitions)
+            values = params[i : i + len(keys)]
+            i += len(keys)
+            wanted = pd.to_datetime(pd.Series(values)) if is_date else pd.Series(values)
+            inside &= col.isin(wanted).to_numpy()
+    return int((~inside).sum())
+
+
+def frame_for_slice(table_slice: TableSlice, obj: pd.DataFrame) -> tuple[AssetSchema, pd.DataFrame]:
+    """Conform ``obj`` to the slice's schema and check it can replace the slice, before any write.
+
+    Raises:
+        StorageError: rows repeat the primary key, or fall outside the partition being written (they
+            would survive the partition's next re-write and break idempotency).
+    """
+    schema = slice_schema(table_slice)
+    frame = schema.conform(obj)
+    where = f"{table_slice.schema}.{table_slice.table}"
+    duplicated = frame.duplicated(list(schema.primary_key))
+    if duplicated.any():
+        raise StorageError(
+            f"{where}: {int(duplicated.sum())} rows repeat the primary key "
+            f"{schema.primary_key}; first: {frame.loc[duplicated, list(schema.primary_key)].iloc[0].tolist()}"
+        )
+    outside = rows_outside_slice(table_slice, frame)
+    if outside:
+        raise StorageError(
+            f"{where}: {outside} of {len(frame)} rows fall outside the "
+            f"partition being written ({display_query(table_slice)})"
+        )
+    return schema, frame
