@@ -244,8 +244,36 @@ def _grid(spot: float, half_width: float) -> FloatArray:
     return np.asarray(spot * (1.0 + GRID_STEP * np.arange(-m, m + 1)), dtype=np.float64)
 
 
+def drop_settled(chain: Chain) -> Chain:
+    """The chain without contracts already settled (``T <= 0``) and without expirations left empty by that.
+
+    A settled contract has no greeks, but its open interest would still count in OI totals and in max pain
+    (the CBOE export stamped after the close still lists the day's expiration); it is dropped everywhere.
+    """
+    live = chain.T > 0
+    if live.all():
+        return chain
+    used = np.zeros(len(chain.expirations), dtype=bool)
+    used[chain.expiry[live]] = True
+    remap = np.cumsum(used, dtype=np.intp) - 1
+    return Chain(
+        spot=chain.spot, r=chain.r, q=chain.q, strike=chain.strike[live], T=chain.T[live], iv=chain.iv[live],
+        oi=chain.oi[live], volume=chain.volume[live], is_call=chain.is_call[live],
+        expiry=remap[chain.expiry[live]],
+        expirations=tuple(e for e, u in zip(chain.expirations, used, strict=True) if u),
+        t_convention=chain.t_convention,
+    )
+
+
 def compute_product(chain: Chain, max_distance: float = MAX_DISTANCE) -> Product:
-    """Run the full product computation on one snapshot (see module docstring for conventions)."""
+    """Run the full product computation on one snapshot (see module docstring for conventions).
+
+    Contracts settled at the snapshot (``T <= 0``) are dropped first (:func:`drop_settled`): per-contract
+    arrays in ``Product.contracts`` and every aggregate, level and max pain cover the live contracts only;
+    ``inputs["contracts_settled"]`` counts the dropped ones.
+    """
+    n_in = int(chain.strike.size)
+    chain = drop_settled(chain)
     S = chain.spot
     ex = exposures(chain)
     strikes, strike_code = np.unique(chain.strike, return_inverse=True)
@@ -315,6 +343,7 @@ def compute_product(chain: Chain, max_distance: float = MAX_DISTANCE) -> Product
         zero_gamma_raw=final[0], zero_gamma=final[1],
         flip_term_structure={float(ref): final[refs.index(ref)] for ref in FLIP_DTE_REFS},
         inputs={"r": chain.r, "q": chain.q, "t_convention": chain.t_convention, "contracts": int(chain.strike.size),
+                "contracts_settled": n_in - int(chain.strike.size),
                 "contracts_with_iv": n_live, "contracts_with_oi": n_oi,
                 "coverage": (n_oi_live / n_oi) if n_oi else 1.0, "max_distance": max_distance,
                 "structural_dte_ref": STRUCTURAL_DTE_REF},

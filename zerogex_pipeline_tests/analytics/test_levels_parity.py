@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from benchmarks.bench_analytics import plain_recipe
 from zerogex_pipeline.analytics import perfiliev as pf
 from zerogex_pipeline.analytics.cboe import CboeFormatError, parse_cboe_text, parse_date_line, read_cboe_csv
+from zerogex_pipeline.analytics.chain import chain_from_frame
 from zerogex_pipeline.analytics.engine import Chain, compute_product, max_pain
 from zerogex_pipeline.analytics.expiry import time_to_expiry_years
 
@@ -94,3 +95,50 @@ def test_date_line_styles_and_errors():
         parse_cboe_text("hello\nworld\n", "x.csv")
     with pytest.raises(CboeFormatError, match="date stamp"):
         parse_date_line("Date: yesterday", "x.csv")
+
+
+def test_settled_contracts_drop_out_everywhere():
+    """T = 0 contracts (settled before the snapshot) count nowhere: not in OI, aggregates, walls or max pain."""
+    rng = np.random.default_rng(4)
+    n = 60
+    K = np.round(100 * np.exp(rng.normal(0, 0.05, n)))
+    T = np.where(np.arange(n) < 20, 0.0, 30 / 365)  # expiration "a" settled, "b" live
+    oi = rng.integers(1, 500, n).astype(float)
+    oi[:20] *= 1000  # the settled expiration would dominate every OI-based figure
+    K[:20] = 80.0
+    call = np.arange(n) % 2 == 0
+    exp = np.where(np.arange(n) < 20, 0, 1).astype(np.intp)
+    iv = rng.uniform(0.1, 0.5, n)
+    full = Chain(100.0, 0.03, 0.01, K, T, iv, oi, oi / 10, call, exp, ("a", "b"))
+    live = T > 0
+    only_live = Chain(100.0, 0.03, 0.01, K[live], T[live], iv[live], oi[live], oi[live] / 10, call[live],
+                      np.zeros(live.sum(), dtype=np.intp), ("b",))
+    p, q = compute_product(full), compute_product(only_live)
+    assert set(p.max_pain) == {"b"} and p.max_pain == q.max_pain
+    assert p.totals == q.totals
+    assert p.totals["call_oi"] + p.totals["put_oi"] == oi[live].sum()
+    assert 80.0 not in p.strikes
+    assert p.by_expiration["call_oi"].size == 1
+    assert (p.call_wall, p.put_wall, p.zero_gamma.level) == (q.call_wall, q.put_wall, q.zero_gamma.level)
+    assert p.inputs["contracts_settled"] == 20 and p.inputs["contracts"] == n - 20
+    np.testing.assert_array_equal(p.profile_raw, q.profile_raw)
+
+
+def test_all_contracts_settled_gives_empty_product():
+    K = np.array([90.0, 100.0])
+    p = compute_product(Chain(100.0, 0.0, 0.0, K, np.zeros(2), np.full(2, 0.2), np.ones(2), np.ones(2),
+                              np.array([True, False]), np.zeros(2, dtype=np.intp), ("a",)))
+    assert p.max_pain == {} and p.totals["net_gex"] == 0.0 and p.call_wall is None and p.put_wall is None
+    assert p.zero_gamma.level is None and p.zero_gamma.reason
+
+
+@pytest.mark.skipif(not CSV.exists(), reason="shared CBOE export not present")
+def test_cboe_export_drops_the_expiration_settled_before_its_timestamp():
+    export = read_cboe_csv(CSV)
+    chain, _ = chain_from_frame(export.chain, 0.04, 0.012)
+    settled = chain.T <= 0
+    assert {chain.expirations[i] for i in np.unique(chain.expiry[settled])} == {"2022-12-12"}
+    p = compute_product(chain)
+    assert "2022-12-12" not in p.max_pain and "2022-12-13" in p.max_pain
+    assert p.inputs["contracts_settled"] == int(settled.sum()) > 0
+    assert p.totals["call_oi"] + p.totals["put_oi"] == pytest.approx(np.nansum(chain.oi[~settled]), rel=1e-12)
