@@ -253,13 +253,15 @@ def drop_settled(chain: Chain) -> Chain:
     live = chain.T > 0
     if live.all():
         return chain
+    idx = np.flatnonzero(live)
+    expiry = chain.expiry.take(idx)
     used = np.zeros(len(chain.expirations), dtype=bool)
-    used[chain.expiry[live]] = True
+    used[expiry] = True
     remap = np.cumsum(used, dtype=np.intp) - 1
     return Chain(
-        spot=chain.spot, r=chain.r, q=chain.q, strike=chain.strike[live], T=chain.T[live], iv=chain.iv[live],
-        oi=chain.oi[live], volume=chain.volume[live], is_call=chain.is_call[live],
-        expiry=remap[chain.expiry[live]],
+        spot=chain.spot, r=chain.r, q=chain.q, strike=chain.strike.take(idx), T=chain.T.take(idx),
+        iv=chain.iv.take(idx), oi=chain.oi.take(idx), volume=chain.volume.take(idx),
+        is_call=chain.is_call.take(idx), expiry=remap.take(expiry),
         expirations=tuple(e for e, u in zip(chain.expirations, used, strict=True) if u),
         t_convention=chain.t_convention,
     )
