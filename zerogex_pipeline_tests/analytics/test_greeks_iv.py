@@ -105,3 +105,39 @@ def test_iv_bounds_and_saturation_give_nan_and_reason():
                                 IVReason.SATURATED_LOW, IVReason.SATURATED_HIGH]
     assert np.isnan(res.iv).all()
     assert implied_vol(1.0, 100.0, 100.0, 0.0, 0.0, 0.0, True).reason == IVReason.BAD_INPUT
+
+
+def _ql_delta(ql, i: int, days: int, vol_bump: float) -> float:
+    """QuantLib's analytic BSM delta of contract ``i`` maturing in ``days`` with its vol shifted by ``vol_bump``."""
+    day = ql.Date(2, 1, 2025)
+    ql.Settings.instance().evaluationDate = day
+    dc = ql.Actual365Fixed()
+    process = ql.BlackScholesMertonProcess(
+        ql.QuoteHandle(ql.SimpleQuote(S[i])),
+        ql.YieldTermStructureHandle(ql.FlatForward(day, Q, dc, ql.Continuous)),
+        ql.YieldTermStructureHandle(ql.FlatForward(day, R, dc, ql.Continuous)),
+        ql.BlackVolTermStructureHandle(ql.BlackConstantVol(day, ql.NullCalendar(), SIG[i] + vol_bump, dc)))
+    opt = ql.VanillaOption(ql.PlainVanillaPayoff(ql.Option.Call if CALL[i] else ql.Option.Put, K[i]),
+                           ql.EuropeanExercise(day + days))
+    opt.setPricingEngine(ql.AnalyticEuropeanEngine(process))
+    return float(opt.delta())
+
+
+def test_vanna_charm_against_quantlib_delta_differences():
+    """Vanna and charm against finite differences of QuantLib's analytic delta (not of our own price/delta).
+
+    Vanna: 4-point Richardson stencil in vol (±0.001, ±0.002). Charm (-dΔ/dT): QuantLib's maturities are
+    whole days, so the same stencil over ±1, ±2 days (error O(h⁴), h = 1/365).
+    """
+    ql = pytest.importorskip("QuantLib")
+    for i in range(40):
+        days = max(20, round(T[i] * 365))
+        hv = 1e-3
+        v1, v_1, v2, v_2 = (_ql_delta(ql, i, days, k * hv) for k in (1, -1, 2, -2))
+        vanna_fd = (8 * (v1 - v_1) - (v2 - v_2)) / (12 * hv)
+        h = 1 / 365
+        d1, d_1, d2, d_2 = (_ql_delta(ql, i, days + k, 0.0) for k in (1, -1, 2, -2))
+        dDelta_dT = (8 * (d1 - d_1) - (d2 - d_2)) / (12 * h)
+        g = bs.greeks(S[i], K[i], days / 365.0, SIG[i], R, Q, CALL[i])
+        assert float(g.vanna) == pytest.approx(vanna_fd, rel=1e-6, abs=1e-8), i
+        assert float(g.charm) == pytest.approx(-dDelta_dT, rel=1e-5, abs=1e-7), i
