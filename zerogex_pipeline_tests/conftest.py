@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from zerogex_pipeline.settings import Settings, load_settings
+
+# In CI, property tests replay the same examples on every run (no flaky first-time failures);
+# locally they explore new examples each run.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI", "").lower() == "true":
+    hypothesis_settings.load_profile("ci")
 
 
 @pytest.fixture
