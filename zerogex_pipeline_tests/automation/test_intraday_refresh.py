@@ -147,3 +147,27 @@ def test_refresh_bucket_labels_are_new_york_times() -> None:
     s = market_calendar.session(dt.date(2024, 11, 29))
     assert refresh_bucket(s, at("2024-11-29 12:59"), 5) == "2024-11-29T12:55"
     assert refresh_bucket(s, at("2024-11-29 09:30"), 15) == "2024-11-29T09:30"
+
+
+def test_nothing_new_since_the_last_refresh_skips_the_chain_step(rig, monkeypatch) -> None:
+    clock, tick, execute, instance = rig
+    clock.now = at("2024-06-14 10:03:30")
+    first = tick(None)
+    instance.add_dynamic_partitions("spy_expirations", list(first.dynamic_partitions_requests[0].partition_keys))
+    execute(first.run_requests[0])  # newest bar ends 10:03
+    chain = tick(first.cursor)
+    for request in chain.run_requests:
+        execute(request)
+    levels = tick(chain.cursor)
+    execute(levels.run_requests[0])
+    done = tick(levels.cursor)
+
+    clock.now = at("2024-06-14 10:05:20")  # next bucket
+    second = tick(done.cursor)
+    assert [r.run_key for r in second.run_requests] == ["spy-2024-06-14T10:05-bars"]
+    # the source delivers no bar after 10:03 (the assets see the old instant)
+    monkeypatch.setattr(market_calendar, "utc_now", lambda: at("2024-06-14 10:03:30"))
+    execute(second.run_requests[0])
+    result = tick(second.cursor)
+    assert not result.run_requests
+    assert "nothing new since the last refresh" in result.skip_reason.skip_message
