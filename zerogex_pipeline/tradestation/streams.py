@@ -175,7 +175,8 @@ class Stream:
                     chunk = next(chunks)
                 except StopIteration:
                     return
-                except (requests.RequestException, OSError) as exc:
+                except (requests.RequestException, OSError, AttributeError, ValueError) as exc:
+                    # AttributeError/ValueError: http.client after close() from another thread
                     if self._closed:
                         return
                     raise _ReconnectNeededError(f"connection idle or dropped ({type(exc).__name__})") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -11,6 +12,7 @@ from zerogex_pipeline import market_calendar
 from zerogex_pipeline.tradestation.client import MAX_INTRADAY_BARS, TradeStationClient
 from zerogex_pipeline.tradestation.emulator import Emulator
 from zerogex_pipeline.tradestation.errors import ApiError
+from zerogex_pipeline_tests.tradestation.conftest import make_config
 
 
 def test_quotes_convert_strings_and_surface_errors(client: TradeStationClient) -> None:
@@ -55,7 +57,8 @@ def test_option_bars_carry_open_interest(client: TradeStationClient) -> None:
     assert bars["open_interest"].nunique() == 1 and bars["open_interest"].iloc[0] > 0
 
 
-def test_bars_over_cap_are_split_and_stitched(client: TradeStationClient, emulator: Emulator) -> None:
+def test_bars_over_cap_are_split_and_stitched(emulator: Emulator, tmp_path: Path) -> None:
+    client = TradeStationClient(make_config(emulator.url, tmp_path, read_timeout_s=60.0))  # 57,600-bar bodies
     wanted = MAX_INTRADAY_BARS + 500
     bars = client.bars("SPY", unit="Minute", interval=1, barsback=wanted)
     assert emulator.stats.requests["barcharts"] == 2

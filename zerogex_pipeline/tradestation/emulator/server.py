@@ -314,7 +314,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"expired": True})
         elif path == "/__emulator/stats":
             with em.lock:
-                self._send_json(200, {**asdict(em.stats), "faults": asdict(em.faults)})
+                payload = {**asdict(em.stats), "faults": asdict(em.faults)}
+            self._send_json(200, payload)
         else:
             self._error(404, "NotFound", f"no control route {path}")
 
@@ -622,6 +623,7 @@ class _Handler(BaseHTTPRequestHandler):
             history[-1]["IsEndOfHistory"] = True
         yield history
         sent_until = history[-1]["Epoch"] if history else 0
+        last_open: dict[str, Any] = {}
         while True:
             now = em.now()
             s = mk.market_day(now)
@@ -635,7 +637,10 @@ class _Handler(BaseHTTPRequestHandler):
                 nxt = next((b for b in bars if b["Epoch"] > now.timestamp() * 1000), None)
                 if nxt is not None:
                     price = mk.num(mk.spot_at(u, s, now))
-                    batch.append(dict(nxt, Close=price, BarStatus="Open", IsRealtime=True))
+                    live = dict(nxt, Close=price, BarStatus="Open", IsRealtime=True)
+                    if live != last_open:
+                        batch.append(live)
+                        last_open = live
             yield batch
 
     def _chain_updates(self, u: Any, exp: Any, prox: int, option_type: str, strike_range: str,

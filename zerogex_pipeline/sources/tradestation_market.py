@@ -1,0 +1,227 @@
+"""The :class:`~zerogex_pipeline.sources.base.MarketDataSource` on TradeStation Web API v3.
+
+Paths:
+- **Historical** (any date TradeStation still serves): underlying minute bars for the session; for the chain,
+  one option bar-chart request per candidate contract (``Minute`` bars at the snapshot spacing) giving
+  the price at each snapshot (close of the last bar ending at or before it; the first bar's open at the
+  open), cumulative volume and ``OpenInterest``. Bars carry no quotes, so ``bid = ask = mid = last`` =
+  that price, and the IV is solved from it (:func:`zerogex_pipeline.analytics.implied_vol.implied_vol`);
+  vendor greeks are null.
+- **Live** (today's session in progress): the same, and the latest snapshot is replaced by one full chain
+  collected from the option-chain stream (vendor bid/ask, IV and greeks).
+
+Candidate strikes: the underlying's strike step over ``[min spot·(1-d), max spot·(1+d)]``; contracts
+the server does not know (404) or that have no bars are skipped. Expirations: the expirations endpoint
+(listed today), plus, for past dates, every NYSE session between the date and today (SPY/QQQ/SPXW list
+daily expirations; an assumption for dates before daily listings existed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from functools import reduce
+
+import numpy as np
+import pandas as pd
+
+from zerogex_pipeline import market_calendar
+from zerogex_pipeline.analytics.expiry import settlement_instants, time_to_expiry_years
+from zerogex_pipeline.analytics.implied_vol import implied_vol
+from zerogex_pipeline.market_calendar import TradingSession
+from zerogex_pipeline.schemas import OPTION_CHAIN_SNAPSHOTS, UNDERLYING_BARS
+from zerogex_pipeline.tradestation.client import TradeStationClient
+from zerogex_pipeline.tradestation.errors import ApiError, StreamError
+from zerogex_pipeline.tradestation.streams import chain_snapshot
+from zerogex_pipeline.tradestation.symbols import format_option_symbol
+from zerogex_pipeline.underlyings import Underlying
+
+log = logging.getLogger(__name__)
+
+_EXPIRATIONS_CACHE: dict[tuple[str, str, dt.date], list[dt.date]] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _wire(ts: pd.Timestamp) -> str:
+    return ts.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def is_standard_monthly(day: dt.date) -> bool:
+    """True for the month's standard expiration: the third Friday, or the session before it on a holiday."""
+    first = dt.date(day.year, day.month, 1)
+    third_friday = first + dt.timedelta(days=(4 - first.weekday()) % 7 + 14)
+    return day == market_calendar.previous_session_on_or_before(third_friday)
+
+
+def option_series(underlying: Underlying, expiration: dt.date, day: dt.date) -> list[tuple[str, str]]:
+    """(root, settlement) of the series of ``expiration`` trading on ``day``."""
+    if underlying.listing_style == "etf_daily":
+        return [(underlying.name, "PM")]
+    series = [(f"{underlying.name}W", "PM")]
+    if is_standard_monthly(expiration) and day < expiration:
+        series.append((underlying.name, "AM"))
+    return series
+
+
+class TradeStationMarket:
+    """Market data from TradeStation (or the local emulator) through a :class:`TradeStationClient`.
+
+    Args:
+        client: the REST/stream client.
+        risk_free_rate: annualized continuous r used to solve IVs from prices.
+        chain_timeout_s: seconds allowed to collect one live chain from the stream.
+        workers: concurrent bar requests per chain (they share the client's rate budgets).
+    """
+
+    name = "tradestation"
+
+    def __init__(self, client: TradeStationClient, risk_free_rate: float = 0.04, chain_timeout_s: float = 30.0,
+                 workers: int = 4) -> None:
+        self.client = client
+        self.risk_free_rate = risk_free_rate
+        self.chain_timeout_s = chain_timeout_s
+        self.workers = max(1, workers)
+
+    def __repr__(self) -> str:
+        return f"TradeStationMarket({self.client!r})"
+
+    # --------------------------------------------------------------- bars
+    def underlying_bars(self, underlying: Underlying, session: TradingSession, bar_minutes: int) -> pd.DataFrame:
+        """Regular-session bars of ``bar_minutes`` minutes (``ts`` = bar end, UTC; prices USD; volume shares)."""
+        if not 1 <= bar_minutes <= 1440:
+            raise ValueError(f"bar_minutes: expected 1..1440, got {bar_minutes}")
+        bars = self.client.bars(underlying.ts_symbol, unit="Minute", interval=bar_minutes,
+                                firstdate=_wire(session.open), lastdate=_wire(session.close))
+        bars = bars[(bars["ts"] > session.open) & (bars["ts"] <= session.close)]
+        frame = pd.DataFrame({
+            "underlying": underlying.name, "session_date": pd.Timestamp(session.date), "ts": bars["ts"],
+            "open": bars["open"], "high": bars["high"], "low": bars["low"], "close": bars["close"],
+            "volume": bars["volume"].astype(np.int64), "source": self.name,
+        })
+        return UNDERLYING_BARS.conform(frame)
+
+    # --------------------------------------------------------------- expirations
+    def listed_expirations(self, underlying: Underlying, as_of: dt.date) -> list[dt.date]:
+        """Expirations listed on ``as_of`` that settle on or after it, ascending."""
+        today = market_calendar.utc_now().tz_convert(market_calendar.NEW_YORK).date()
+        key = (self.client.config.api_url, underlying.ts_symbol, today)
+        with _CACHE_LOCK:
+            listed = _EXPIRATIONS_CACHE.get(key)
+        if listed is None:
+            listed = [e.date for e in self.client.option_expirations(underlying.ts_symbol)]
+            with _CACHE_LOCK:
+                _EXPIRATIONS_CACHE[key] = listed
+        out = {d for d in listed if d >= as_of}
+        if as_of < today:
+            out.update(market_calendar.sessions_between(as_of, today - dt.timedelta(days=1)))
+        return sorted(out)
+
+    # --------------------------------------------------------------- chains
+    def chain_snapshots(
+        self, underlying: Underlying, session: TradingSession, expiration: dt.date, spots: pd.DataFrame,
+        strike_distance_pct: float,
+    ) -> pd.DataFrame:
+        """Chain rows per snapshot in ``spots`` (see the module docstring for how each field is obtained)."""
+        if spots.empty or expiration < session.date:
+            return OPTION_CHAIN_SNAPSHOTS.empty_frame()
+        if not 0 < strike_distance_pct <= 100:
+            raise ValueError(f"strike_distance_pct: expected (0, 100], got {strike_distance_pct}")
+        band = strike_distance_pct / 100.0
+        times = pd.DatetimeIndex(spots["snapshot_ts"])
+        step_min = self._snapshot_minutes(times)
+        lo, hi = float(spots["spot"].min()) * (1 - band), float(spots["spot"].max()) * (1 + band)
+        step = underlying.strike_step
+        strikes = np.round(np.arange(math.ceil(lo / step) * step, hi + step / 2, step), 4)
+        strikes = strikes[strikes <= hi]
+        contracts = [(root, settlement, right, float(k)) for root, settlement in
+                     option_series(underlying, expiration, session.date) for right in ("C", "P") for k in strikes]
+
+        def fetch(c: tuple[str, str, str, float]) -> pd.DataFrame | None:
+            symbol = format_option_symbol(c[0], expiration, c[2], c[3])
+            try:
+                bars = self.client.bars(symbol, unit="Minute", interval=step_min,
+                                        firstdate=_wire(session.open), lastdate=_wire(session.close))
+            except ApiError as exc:
+                if exc.status in (400, 404):
+                    return None
+                raise
+            bars = bars[(bars["ts"] > session.open) & (bars["ts"] <= session.close)]
+            return None if bars.empty else self._contract_rows(symbol, c, bars, times)
+
+        with ThreadPoolExecutor(self.workers) as pool:
+            parts = [p for p in pool.map(fetch, contracts) if p is not None]
+        if not parts:
+            log.warning("%s %s exp %s: no option bars for %d candidate contracts", underlying.name, session.date,
+                        expiration, len(contracts))
+            return OPTION_CHAIN_SNAPSHOTS.empty_frame()
+        rows = pd.concat(parts, ignore_index=True).merge(spots, on="snapshot_ts", how="inner")
+        rows = self._apply_live(underlying, session, expiration, rows, spots, band)
+        rows = rows[np.abs(rows["strike"] / rows["spot"] - 1.0) <= band + 1e-12].reset_index(drop=True)
+        rows["underlying"] = underlying.name
+        rows["session_date"] = pd.Timestamp(session.date)
+        rows["expiration"] = pd.Timestamp(expiration)
+        rows["source"] = self.name
+        self._solve_iv(rows, underlying)
+        rows = rows.sort_values(["snapshot_ts", "strike", "symbol"], kind="stable")
+        return OPTION_CHAIN_SNAPSHOTS.conform(rows)
+
+    @staticmethod
+    def _snapshot_minutes(times: pd.DatetimeIndex) -> int:
+        """Bar interval (minutes) whose bar ends hit every snapshot time: the gcd of the spacings."""
+        minutes = [int(d) for d in np.diff(times.asi8) // 60_000_000_000 if d > 0]
+        return max(1, min(1440, reduce(math.gcd, minutes))) if minutes else 1
+
+    @staticmethod
+    def _contract_rows(symbol: str, c: tuple[str, str, str, float], bars: pd.DataFrame,
+                       times: pd.DatetimeIndex) -> pd.DataFrame:
+        ends = pd.DatetimeIndex(bars["ts"])
+        idx = ends.searchsorted(times, side="right") - 1
+        close = bars["close"].to_numpy(np.float64)
+        cum = np.cumsum(bars["volume"].to_numpy(np.int64))
+        price = np.where(idx >= 0, close[np.maximum(idx, 0)], float(bars["open"].iloc[0]))
+        volume = np.where(idx >= 0, cum[np.maximum(idx, 0)], 0)
+        oi_values = bars["open_interest"].to_numpy(np.int64)
+        oi = int(oi_values[oi_values > 0][-1]) if (oi_values > 0).any() else 0
+        return pd.DataFrame({
+            "snapshot_ts": times, "symbol": symbol, "option_type": c[2], "strike": c[3], "settlement": c[1],
+            "bid": price, "ask": price, "last": price, "mid": price, "volume": volume.astype(np.int64),
+            "open_interest": oi, "iv": np.nan, "delta": np.nan, "gamma": np.nan, "vega": np.nan, "theta": np.nan,
+        })
+
+    def _apply_live(self, underlying: Underlying, session: TradingSession, expiration: dt.date,
+                    rows: pd.DataFrame, spots: pd.DataFrame, band: float) -> pd.DataFrame:
+        """Today's session in progress: the latest snapshot from one chain-stream snapshot."""
+        now = market_calendar.utc_now()
+        if not session.open <= now <= session.close:
+            return rows
+        last = spots.iloc[-1]
+        proximity = math.ceil(float(last["spot"]) * band / underlying.strike_step) + 1
+        try:
+            live = chain_snapshot(self.client, underlying.ts_symbol, expiration.strftime("%m-%d-%Y"),
+                                  strike_proximity=min(proximity, 200), timeout_s=self.chain_timeout_s)
+        except StreamError as exc:
+            log.warning("%s %s: live chain unavailable (%s); using bar prices", underlying.name, expiration, exc)
+            return rows
+        live = live[live["expiration"] == expiration]
+        if live.empty:
+            return rows
+        mine = rows["snapshot_ts"] == last["snapshot_ts"]
+        keep = rows.loc[mine, ["snapshot_ts", "settlement", "symbol", "spot", "spot_ts"]]
+        merged = keep.merge(live.drop(columns=["expiration"]), on="symbol", how="inner")
+        return pd.concat([rows[~mine], merged[rows.columns]], ignore_index=True)
+
+    def _solve_iv(self, rows: pd.DataFrame, underlying: Underlying) -> None:
+        need = rows["iv"].isna().to_numpy()
+        if not need.any():
+            return
+        T = time_to_expiry_years(rows["snapshot_ts"], settlement_instants(rows["expiration"], rows["settlement"]))
+        T = np.asarray(T, dtype=np.float64)
+        res = implied_vol(rows["mid"].to_numpy(np.float64)[need], rows["spot"].to_numpy(np.float64)[need],
+                          rows["strike"].to_numpy(np.float64)[need], T[need], self.risk_free_rate,
+                          underlying.dividend_yield, (rows["option_type"] == "C").to_numpy()[need])
+        iv = rows["iv"].to_numpy(np.float64).copy()
+        iv[need] = res.iv
+        rows["iv"] = iv
