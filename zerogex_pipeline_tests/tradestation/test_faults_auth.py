@@ -168,3 +168,15 @@ def test_sandbox_and_url_overrides() -> None:
         config_from_env({**env, "TRADESTATION_USE_SANDBOX": "maybe"})
     with pytest.raises(CredentialsError, match="TRADESTATION_API_URL"):
         config_from_env({**env, "TRADESTATION_API_URL": "ftp://nope"})
+
+
+def test_control_endpoints_switch_faults_from_another_process(client: TradeStationClient, emulator: Emulator) -> None:
+    import requests
+
+    r = requests.post(f"{emulator.url}/__emulator/faults", json={"server_error_requests": 1}, timeout=5)
+    assert r.status_code == 200 and r.json()["server_error_requests"] == 1
+    bad = requests.post(f"{emulator.url}/__emulator/faults", json={"no_such_switch": 1}, timeout=5)
+    assert bad.status_code == 400 and "no_such_switch" in bad.json()["Message"]
+    client.quotes(["SPY"])
+    stats = requests.get(f"{emulator.url}/__emulator/stats", timeout=5).json()
+    assert stats["statuses"]["503"] == 1 and stats["requests"]["quotes"] == 2

@@ -314,7 +314,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"expired": True})
         elif path == "/__emulator/stats":
             with em.lock:
-                payload = {**asdict(em.stats), "faults": asdict(em.faults)}
+                st = em.stats
+                payload = {"requests": dict(st.requests), "statuses": {str(k): v for k, v in st.statuses.items()},
+                           "token_grants": st.token_grants, "invalid_grants": st.invalid_grants,
+                           "streams_opened": st.streams_opened, "open_option_streams": st.open_option_streams,
+                           "max_open_option_streams": st.max_open_option_streams, "faults": asdict(em.faults)}
             self._send_json(200, payload)
         else:
             self._error(404, "NotFound", f"no control route {path}")
