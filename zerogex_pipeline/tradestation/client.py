@@ -273,6 +273,7 @@ class TradeStationClient:
                 self.stats.rate_limited += 1
                 self.stats.waited_s += wait
                 self.budgets.penalize(category, wait)
+                refreshed = False  # the token was accepted; a later 401 is a new expiry
                 log.warning("%s %s: 429 (%s); waiting %.1f s", method, path,
                             resp.headers.get("X-RateLimit-Resource", category), wait)
                 time.sleep(wait)
