@@ -29,6 +29,7 @@ from zerogex_pipeline.storage.table_slices import (
     frame_for_slice,
     qualified_name,
     quote_ident,
+    select_slice,
     slice_schema,
     where_clause,
 )
@@ -129,15 +130,9 @@ class PandasFrameTypeHandler(DbTypeHandler[pd.DataFrame]):
         return {"dagster/row_count": len(frame), "dagster/column_schema": schema.table_schema()}
 
     def load_input(self, context: dg.InputContext, table_slice: TableSlice, connection: Any) -> pd.DataFrame:
-        schema = slice_schema(table_slice)
         ensure_table(connection, table_slice)
-        clause, params = where_clause(table_slice, "?")
-        cols = ", ".join(quote_ident(c) for c in schema.column_names)
-        order = ", ".join(quote_ident(c) for c in schema.primary_key)
-        frame = connection.execute(
-            f"SELECT {cols} FROM {qualified_name(table_slice)} WHERE {clause} ORDER BY {order}", params
-        ).df()
-        return schema.conform(frame)
+        schema, query, params = select_slice(table_slice, "?")
+        return schema.conform(connection.execute(query, params).df())
 
     @property
     def supported_types(self) -> Sequence[type[object]]:

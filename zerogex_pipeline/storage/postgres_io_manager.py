@@ -49,6 +49,7 @@ from zerogex_pipeline.storage.table_slices import (
     frame_for_slice,
     qualified_name,
     quote_ident,
+    select_slice,
     slice_schema,
     where_clause,
 )
@@ -321,16 +322,8 @@ class PostgresPandasTypeHandler(DbTypeHandler[pd.DataFrame]):
         return {"dagster/row_count": len(frame), "dagster/column_schema": schema.table_schema()}
 
     def load_input(self, context: dg.InputContext, table_slice: TableSlice, connection: Any) -> pd.DataFrame:
-        schema = slice_schema(table_slice)
-        clause, params = where_clause(table_slice, "%s")
-        cols = ", ".join(quote_ident(c) for c in schema.column_names)
-        order = ", ".join(quote_ident(c) for c in schema.primary_key)
-        return read_frame(
-            connection,
-            f"SELECT {cols} FROM {qualified_name(table_slice)} WHERE {clause} ORDER BY {order}",
-            params,
-            schema,
-        )
+        schema, query, params = select_slice(table_slice, "%s")
+        return read_frame(connection, query, params, schema)
 
     @property
     def supported_types(self) -> Sequence[type[object]]:

@@ -166,3 +166,12 @@ def frame_for_slice(table_slice: TableSlice, obj: pd.DataFrame) -> tuple[AssetSc
             f"partition being written ({display_query(table_slice)})"
         )
     return schema, frame
+
+
+def select_slice(table_slice: TableSlice, placeholder: str) -> tuple[AssetSchema, str, list[Any]]:
+    """The declared schema, and the SELECT (declared columns, primary-key order) of the slice's rows."""
+    schema = slice_schema(table_slice)
+    clause, params = where_clause(table_slice, placeholder)
+    cols = ", ".join(quote_ident(c) for c in schema.column_names)
+    order = ", ".join(quote_ident(c) for c in schema.primary_key)
+    return schema, f"SELECT {cols} FROM {qualified_name(table_slice)} WHERE {clause} ORDER BY {order}", params
