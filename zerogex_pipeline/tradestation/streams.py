@@ -17,6 +17,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -289,22 +290,32 @@ class QuoteBook:
         return dict(current)
 
 
-def take(stream: Stream, count: int, timeout_s: float, stop: Callable[[dict[str, Any]], bool] | None = None
-         ) -> list[dict[str, Any]]:
-    """Up to ``count`` data messages of ``stream`` (stops early on ``stop(msg)`` or after ``timeout_s``)."""
-    out: list[dict[str, Any]] = []
+@contextmanager
+def closed_after(stream: Stream, timeout_s: float) -> Iterator[float]:
+    """Close ``stream`` after ``timeout_s`` seconds (unblocking a pending read) and on exit.
+
+    Yields the ``time.monotonic()`` deadline so a reader can also stop between messages.
+    """
     deadline = time.monotonic() + timeout_s
     timer = threading.Timer(timeout_s, stream.close)
     timer.daemon = True
     timer.start()
     try:
+        yield deadline
+    finally:
+        timer.cancel()
+        stream.close()
+
+
+def take(stream: Stream, count: int, timeout_s: float, stop: Callable[[dict[str, Any]], bool] | None = None
+         ) -> list[dict[str, Any]]:
+    """Up to ``count`` data messages of ``stream`` (stops early on ``stop(msg)`` or after ``timeout_s``)."""
+    out: list[dict[str, Any]] = []
+    with closed_after(stream, timeout_s) as deadline:
         for msg in stream:
             out.append(msg)
             if len(out) >= count or (stop is not None and stop(msg)) or time.monotonic() > deadline:
                 break
-    finally:
-        timer.cancel()
-        stream.close()
     return out
 
 
@@ -350,11 +361,7 @@ def chain_snapshot(client: TradeStationClient, underlying: str, expiration: str 
                                  price_center=price_center)
     stream.yield_heartbeats = True
     seen: dict[str, dict[str, Any]] = {}
-    deadline = time.monotonic() + timeout_s
-    timer = threading.Timer(timeout_s, stream.close)
-    timer.daemon = True
-    timer.start()
-    try:
+    with closed_after(stream, timeout_s) as deadline:
         for msg in stream:
             if msg.get("StreamStatus") == "EndSnapshot" or (is_heartbeat(msg) and seen):
                 break
@@ -367,9 +374,6 @@ def chain_snapshot(client: TradeStationClient, underlying: str, expiration: str 
             seen[key] = msg
             if time.monotonic() > deadline:
                 break
-    finally:
-        timer.cancel()
-        stream.close()
     if not seen:
         raise StreamError(f"option chain {underlying} {expiration or ''}: no contracts within {timeout_s:.0f} s")
     return spreads_frame(seen.values())
