@@ -106,7 +106,11 @@ def test_levels_load_exactly_their_dates_surfaces(settings: Settings, instance: 
 
 @pytest.mark.parametrize(
     ("expiration", "reason"),
-    [(dt.date(2024, 6, 13), "had already expired"), (dt.date(2024, 8, 30), "was not listed")],
+    [
+        (dt.date(2024, 6, 13), "had already expired"),
+        (dt.date(2024, 8, 30), "was not listed"),
+        (dt.date(2024, 6, 21), "is not among the 3 nearest listed on 2024-06-14"),  # listed, 5th nearest
+    ],
 )
 def test_expired_or_unlisted_partition_is_empty_with_a_reason(
     settings: Settings, instance: dg.DagsterInstance, expiration: dt.date, reason: str
@@ -139,3 +143,35 @@ def test_a_write_failing_after_the_delete_leaves_the_previous_version(
     with pytest.raises(RunFailedError, match="disk full while writing the surface"):
         materialize_day(SPY, DAY, settings, instance)
     pd.testing.assert_frame_equal(table(settings, "gex_surface"), before)
+
+
+def test_a_transient_source_failure_is_retried_in_the_same_run(
+    settings: Settings, instance: dg.DagsterInstance, monkeypatch
+) -> None:
+    from zerogex_pipeline.defs.market_data import source_retries
+    from zerogex_pipeline.sources.simulated import SimulatedMarket
+    from zerogex_pipeline.tradestation.errors import ApiError, StreamError
+
+    monkeypatch.setattr(source_retries, "SECONDS_TO_WAIT", 0)
+    calls = {"bars": 0}
+    original = SimulatedMarket.underlying_bars
+
+    def flaky_bars(self, *args, **kwargs):
+        calls["bars"] += 1
+        if calls["bars"] == 1:
+            raise StreamError("barcharts stream: reconnect attempts exhausted")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SimulatedMarket, "underlying_bars", flaky_bars)
+    result = materialize(settings, instance, ["underlying_bars"], DAY.isoformat())
+    assert result.success and calls["bars"] == 2
+    assert len(table(settings, "underlying_bars")) == 390
+
+    def bad_request(self, *args, **kwargs):
+        calls["bars"] += 1
+        raise ApiError(400, "BadRequest", "invalid symbol", "/v3/marketdata/barcharts/SPY")
+
+    monkeypatch.setattr(SimulatedMarket, "underlying_bars", bad_request)
+    calls["bars"] = 0
+    result = materialize(settings, instance, ["underlying_bars"], DAY.isoformat())
+    assert not result.success and calls["bars"] == 1  # a bad request is not retried

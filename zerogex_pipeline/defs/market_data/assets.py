@@ -5,6 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from zerogex_pipeline import market_calendar
+from zerogex_pipeline.defs.market_data.source_retries import retry_transient_source_errors
 from zerogex_pipeline.defs.partitions import trading_day_partitions
 from zerogex_pipeline.defs.resources import MarketDataResource
 from zerogex_pipeline.schemas import UNDERLYING_BARS
@@ -44,7 +45,8 @@ def build_underlying_bars(underlying: Underlying, settings: Settings, storage_ki
             if session.open > now:
                 context.log.info(f"{underlying.name} {key}: session has not opened yet; no bars")
                 continue
-            bars = source.underlying_bars(underlying, session, settings.bar_minutes)
+            with retry_transient_source_errors(context):
+                bars = source.underlying_bars(underlying, session, settings.bar_minutes)
             frames.append(bars[bars["ts"] <= now])
         frame = UNDERLYING_BARS.conform(pd.concat(frames, ignore_index=True)) if frames else UNDERLYING_BARS.empty_frame()
         context.add_output_metadata(

@@ -8,6 +8,7 @@ import pandas as pd
 
 from zerogex_pipeline import market_calendar
 from zerogex_pipeline.defs.market_data.assets import TRADESTATION_POOL
+from zerogex_pipeline.defs.market_data.source_retries import retry_transient_source_errors
 from zerogex_pipeline.defs.partitions import chain_partitions
 from zerogex_pipeline.defs.resources import MarketDataResource
 from zerogex_pipeline.schemas import OPTION_CHAIN_SNAPSHOTS
@@ -23,13 +24,21 @@ def partition_dates(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date
 
 
 def unavailable_reason(
-    source: MarketDataSource, underlying: Underlying, date: dt.date, expiration: dt.date
+    source: MarketDataSource, underlying: Underlying, date: dt.date, expiration: dt.date, tracked: int
 ) -> str | None:
-    """Why (date, expiration) has no chain, or ``None`` when it has one."""
+    """Why (date, expiration) has no chain, or ``None`` when it has one.
+
+    Only the ``tracked`` nearest expirations listed on ``date`` are snapshotted (``ZEROGEX_EXPIRATIONS``):
+    a backfill over dates x every registered expiration then writes real chains exactly where the
+    intraday refresh and ``zerogex run`` would, and cheap empty partitions elsewhere.
+    """
     if expiration < date:
         return f"expiration {expiration} had already expired on {date}"
-    if expiration not in source.listed_expirations(underlying, date):
+    listed = source.listed_expirations(underlying, date)
+    if expiration not in listed:
         return f"expiration {expiration} was not listed on {date}"
+    if expiration not in listed[:tracked]:
+        return f"expiration {expiration} is not among the {tracked} nearest listed on {date} (ZEROGEX_EXPIRATIONS)"
     return None
 
 
@@ -65,7 +74,8 @@ def build_option_chain_snapshots(
     ) -> pd.DataFrame:
         source = market_data.get_source()
         date, expiration = partition_dates(context)
-        reason = unavailable_reason(source, underlying, date, expiration)
+        with retry_transient_source_errors(context):
+            reason = unavailable_reason(source, underlying, date, expiration, settings.expirations)
         if reason is None and underlying_bars.empty:
             reason = f"no underlying bars stored for {date} (materialize {bars.key.to_user_string()} first)"
         if reason is not None:
@@ -76,7 +86,8 @@ def build_option_chain_snapshots(
         times = session.snapshot_times(settings.snapshot_minutes)
         times = times[times <= now]
         spots = spots_from_bars(underlying_bars, times)
-        chain = source.chain_snapshots(underlying, session, expiration, spots, settings.strike_distance_pct)
+        with retry_transient_source_errors(context):
+            chain = source.chain_snapshots(underlying, session, expiration, spots, settings.strike_distance_pct)
         context.add_output_metadata(
             {
                 "rows": len(chain),
