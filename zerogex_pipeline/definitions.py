@@ -5,6 +5,12 @@ from __future__ import annotations
 import dagster as dg
 
 from zerogex_pipeline.defs.automation.intraday_refresh import build_intraday_refresh_sensor
+from zerogex_pipeline.defs.automation.schedules import (
+    build_backfill_job,
+    build_end_of_day_schedule,
+    build_pre_open_schedule,
+    build_register_expirations_job,
+)
 from zerogex_pipeline.defs.gex.assets import build_gex_levels, build_gex_surface
 from zerogex_pipeline.defs.market_data.assets import build_underlying_bars
 from zerogex_pipeline.defs.options.assets import build_option_chain_snapshots
@@ -26,8 +32,17 @@ def build_underlying_assets(underlying: Underlying, settings: Settings) -> list[
 def build_defs(settings: Settings) -> dg.Definitions:
     """All definitions for ``settings``."""
     assets_by_underlying = {u: build_underlying_assets(u, settings) for u in settings.underlyings}
+    jobs: list[dg.JobDefinition] = []
+    schedules: list[dg.ScheduleDefinition] = []
+    for u in settings.underlyings:
+        backfill_job = build_backfill_job(u, settings, assets_by_underlying[u])
+        register_job = build_register_expirations_job(u, settings)
+        jobs += [backfill_job, register_job]
+        schedules += [build_pre_open_schedule(u, register_job), build_end_of_day_schedule(u, backfill_job)]
     return dg.Definitions(
         assets=[a for assets in assets_by_underlying.values() for a in assets],
+        jobs=jobs,
+        schedules=schedules,
         sensors=[build_intraday_refresh_sensor(u, settings, assets) for u, assets in assets_by_underlying.items()],
         resources=build_resources(settings),
     )

@@ -9,9 +9,16 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from zerogex_pipeline.cli import emulator_command, gex_command, levels_command, run_command, ts_command
+from zerogex_pipeline.cli import (
+    backfill_command,
+    emulator_command,
+    gex_command,
+    levels_command,
+    run_command,
+    ts_command,
+)
 
-COMMAND_MODULES = [run_command, levels_command, gex_command, ts_command, emulator_command]
+COMMAND_MODULES = [run_command, backfill_command, levels_command, gex_command, ts_command, emulator_command]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,63 @@
+"""``zerogex backfill``: submit an asset backfill of every core asset over a date range.
+
+The same backfill as the ``<u>_backfill_trading_days`` job in the UI: the nearest
+``ZEROGEX_EXPIRATIONS`` expirations of each trading day are registered, and the backfill daemon of the
+local instance (``make ui`` runs it) executes bars -> chain + surface -> levels in dependency order.
+With ``--wait`` the command polls the backfill until it ends and exits non-zero unless it completed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
+from dagster._core.execution.backfill import BulkActionStatus
+
+from zerogex_pipeline.definitions import build_underlying_assets
+from zerogex_pipeline.defs.automation.backfills import (
+    backfill_sessions,
+    submit_trading_day_backfill,
+    tracked_expirations,
+)
+from zerogex_pipeline.defs.resources import build_market_data
+from zerogex_pipeline.instance import get_instance
+from zerogex_pipeline.settings import load_settings
+from zerogex_pipeline.underlyings import resolve_underlying
+
+ENDED = {BulkActionStatus.COMPLETED_SUCCESS, BulkActionStatus.COMPLETED_FAILED, BulkActionStatus.FAILED,
+         BulkActionStatus.CANCELED, BulkActionStatus.COMPLETED}
+
+
+def _handle(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    underlying = resolve_underlying(args.underlying) if args.underlying else settings.underlyings[0]
+    sessions = backfill_sessions(args.start, args.end)
+    plan = tracked_expirations(build_market_data(settings).get_source(), underlying, sessions, settings.expirations)
+    instance = get_instance(settings)
+    graph = AssetGraph.from_assets(build_underlying_assets(underlying, settings))
+    title = f"{underlying.name} {sessions[0]}..{sessions[-1]}"
+    backfill_id = submit_trading_day_backfill(instance, graph, underlying, plan, title=title)
+    chains = sum(len(e) for e in plan.values())
+    print(f"submitted backfill {backfill_id}: {title}, {len(sessions)} trading day(s), {chains} chain partitions")
+    if not args.wait:
+        print("the backfill daemon runs it (make ui); watch it under Overview > Backfills")
+        return 0
+    started = time.monotonic()
+    while True:
+        backfill = instance.get_backfill(backfill_id)
+        if backfill is not None and backfill.status in ENDED:
+            break
+        time.sleep(2.0)
+    print(f"backfill {backfill_id}: {backfill.status.value} after {time.monotonic() - started:.0f} s")
+    return 0 if backfill.status in (BulkActionStatus.COMPLETED_SUCCESS, BulkActionStatus.COMPLETED) else 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``backfill`` command."""
+    p = sub.add_parser("backfill", help="submit a backfill of every asset over a date range (daemon runs it)")
+    p.add_argument("--start", required=True, help="first date, YYYY-MM-DD")
+    p.add_argument("--end", required=True, help="last date, YYYY-MM-DD")
+    p.add_argument("--underlying", help="underlying name (default: the first of ZEROGEX_UNDERLYINGS)")
+    p.add_argument("--wait", action="store_true", help="wait until the backfill ends; exit 1 unless it completed")
+    p.set_defaults(handler=_handle)
