@@ -93,5 +93,12 @@ def build_io_manager(settings: Settings) -> dg.ConfigurableIOManagerFactory:
 
 
 def storage_kind(settings: Settings) -> str:
-    """The storage kind badge shown in the UI."""
-    return "postgres" if settings.database_url else "duckdb"
+    """The storage kind badge shown in the UI: ``timescaledb`` for the production PostgreSQL store
+    (hypertables when the extension is installed, the same tables on plain PostgreSQL otherwise), else
+    ``duckdb`` for the embedded store."""
+    return "timescaledb" if settings.database_url else "duckdb"
+
+
+def source_kind(settings: Settings) -> str:
+    """The data-source kind badge of the assets that call the source: ``tradestation`` or ``simulated``."""
+    return settings.data_source

@@ -5,8 +5,16 @@ import dagster as dg
 import pandas as pd
 
 from zerogex_pipeline.analytics import CONVENTION
-from zerogex_pipeline.analytics.levels import build_levels
+from zerogex_pipeline.analytics.engine import compute_product
+from zerogex_pipeline.analytics.levels import build_levels, chain_from_surface
 from zerogex_pipeline.analytics.surface import build_surface
+from zerogex_pipeline.defs.gex.charts import (
+    gamma_profile_png,
+    gex_by_strike_png,
+    intraday_levels_png,
+    markdown_image,
+)
+from zerogex_pipeline.defs.gex.lineage import LEVELS_FROM_SURFACE, SURFACE_FROM_CHAIN, column_lineage
 from zerogex_pipeline.defs.partitions import chain_partitions, trading_day_partitions
 from zerogex_pipeline.schemas import GEX_LEVELS, GEX_SURFACE
 from zerogex_pipeline.settings import Settings
@@ -47,9 +55,17 @@ def build_gex_surface(
         surface = GEX_SURFACE.conform(
             build_surface(option_chain_snapshots, settings.risk_free_rate, underlying.dividend_yield)
         )
-        last = surface[surface["snapshot_ts"] == surface["snapshot_ts"].max()]
+        last = surface[surface["snapshot_ts"] == surface["snapshot_ts"].max()].sort_values("strike")
+        when = f"{last['snapshot_ts'].iloc[0].tz_convert('America/New_York'):%Y-%m-%d %H:%M} ET"
+        expiration = f"{pd.Timestamp(last['expiration'].iloc[0]):%Y-%m-%d}"
+        by_strike = gex_by_strike_png(
+            last["strike"].to_numpy(float), last["call_gex"].to_numpy(float), last["put_gex"].to_numpy(float),
+            float(last["spot"].iloc[0]), f"{underlying.name} {expiration} GEX by strike at {when} ($bn per 1%)",
+        )
         context.add_output_metadata(
             {
+                "dagster/column_lineage": column_lineage(chain.key, SURFACE_FROM_CHAIN),
+                "gex_by_strike": dg.MetadataValue.md(markdown_image(by_strike, "GEX by strike")),
                 "rows": len(surface),
                 "snapshots": int(surface["snapshot_ts"].nunique()),
                 "strikes": int(surface["strike"].nunique()),
@@ -97,8 +113,21 @@ def build_gex_levels(
             return GEX_LEVELS.empty_frame()
         levels = GEX_LEVELS.conform(build_levels(gex_surface))
         last = levels.iloc[-1]
+        last_rows = gex_surface[gex_surface["snapshot_ts"] == gex_surface["snapshot_ts"].max()]
+        product = compute_product(chain_from_surface(last_rows))
+        when = f"{last['snapshot_ts'].tz_convert('America/New_York'):%Y-%m-%d %H:%M} ET"
+        charts = {
+            "gamma_profile": gamma_profile_png(product, f"{underlying.name} gamma profile at {when}"),
+            "gex_by_strike": gex_by_strike_png(
+                product.strikes, product.by_strike["call_gex"], product.by_strike["put_gex"], product.spot,
+                f"{underlying.name} GEX by strike, all tracked expirations, at {when}",
+            ),
+            "intraday_levels": intraday_levels_png(levels, f"{underlying.name} levels through {when}"),
+        }
         context.add_output_metadata(
             {
+                "dagster/column_lineage": column_lineage(surface.key, LEVELS_FROM_SURFACE),
+                **{name: dg.MetadataValue.md(markdown_image(png, name)) for name, png in charts.items()},
                 "rows": len(levels),
                 "expirations": int(gex_surface["expiration"].nunique()),
                 "spot_usd": _usd(last["spot"]),

@@ -7,7 +7,7 @@ import pandas as pd
 from zerogex_pipeline import market_calendar
 from zerogex_pipeline.defs.market_data.source_retries import retry_transient_source_errors
 from zerogex_pipeline.defs.partitions import trading_day_partitions
-from zerogex_pipeline.defs.resources import MarketDataResource
+from zerogex_pipeline.defs.resources import MarketDataResource, source_kind
 from zerogex_pipeline.schemas import UNDERLYING_BARS
 from zerogex_pipeline.settings import Settings
 from zerogex_pipeline.underlyings import Underlying
@@ -24,7 +24,7 @@ def build_underlying_bars(underlying: Underlying, settings: Settings, storage_ki
         partitions_def=trading_day_partitions(),
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=TRADESTATION_POOL,
-        kinds={"pandas", storage_kind},
+        kinds={"pandas", storage_kind, source_kind(settings)},
         description=(
             f"{underlying.name} regular-session OHLCV bars of {settings.bar_minutes} minute(s) per NYSE "
             "trading day: prices in USD, volume in shares, `ts` = bar end (UTC). Bars end at the 13:00 ET "

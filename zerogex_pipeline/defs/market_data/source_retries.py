@@ -29,7 +29,7 @@ def is_transient(exc: BaseException) -> bool:
 
 
 @contextmanager
-def retry_transient_source_errors(context: dg.AssetExecutionContext) -> Iterator[None]:
+def retry_transient_source_errors(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> Iterator[None]:
     """Turn a transient source failure into ``dg.RetryRequested`` (at most ``MAX_RETRIES`` times)."""
     try:
         yield

@@ -10,7 +10,7 @@ from zerogex_pipeline import market_calendar
 from zerogex_pipeline.defs.market_data.assets import TRADESTATION_POOL
 from zerogex_pipeline.defs.market_data.source_retries import retry_transient_source_errors
 from zerogex_pipeline.defs.partitions import chain_partitions
-from zerogex_pipeline.defs.resources import MarketDataResource
+from zerogex_pipeline.defs.resources import MarketDataResource, source_kind
 from zerogex_pipeline.schemas import OPTION_CHAIN_SNAPSHOTS
 from zerogex_pipeline.settings import Settings
 from zerogex_pipeline.sources.base import MarketDataSource, spots_from_bars
@@ -53,7 +53,7 @@ def build_option_chain_snapshots(
         partitions_def=chain_partitions(underlying),
         ins={"underlying_bars": dg.AssetIn(key=bars.key)},
         pool=TRADESTATION_POOL,
-        kinds={"pandas", storage_kind},
+        kinds={"pandas", storage_kind, source_kind(settings)},
         description=(
             f"{underlying.name} option chain of one expiration on one trading day, every "
             f"{settings.snapshot_minutes} minutes of the regular session (open and close included), each "
