@@ -4,11 +4,14 @@ Paths:
 - **Historical** (any date TradeStation still serves): underlying minute bars for the session; for the chain,
   one option bar-chart request per candidate contract (``Minute`` bars at the snapshot spacing) giving
   the price at each snapshot (close of the last bar ending at or before it; the first bar's open at the
-  open), cumulative volume and ``OpenInterest``. Bars carry no quotes, so ``bid = ask = mid = last`` =
-  that price, and the IV is solved from it (:func:`zerogex_pipeline.analytics.implied_vol.implied_vol`);
-  vendor greeks are null.
+  open), cumulative volume and ``OpenInterest``. Bars carry no quotes, so the rows say so: ``bid = ask = 0``
+  (no quote; the schema's "0 when no bid"), ``last = mid =`` the bar price, vendor ``iv`` and greeks null.
+  Downstream (:func:`zerogex_pipeline.analytics.chain.choose_iv`) then finds no sane quote (bid 0) and
+  solves the IV from ``last``, i.e. the bar close, and records the IV source as ``last``.
 - **Live** (today's session in progress): the same, and the latest snapshot is replaced by one full chain
-  collected from the option-chain stream (vendor bid/ask, IV and greeks).
+  collected from the option-chain stream (vendor bid/ask, IV and greeks). If no complete chain can be
+  collected the call raises :class:`~zerogex_pipeline.tradestation.errors.StreamError` (a transient error:
+  the asset step retries) rather than silently writing bar prices where live quotes belong.
 
 Candidate strikes: the underlying's strike step over ``[min spot·(1-d), max spot·(1+d)]``; contracts
 the server does not know (404) or that have no bars are skipped. Expirations: the expirations endpoint
@@ -29,12 +32,10 @@ import numpy as np
 import pandas as pd
 
 from zerogex_pipeline import market_calendar
-from zerogex_pipeline.analytics.expiry import settlement_instants, time_to_expiry_years
-from zerogex_pipeline.analytics.implied_vol import implied_vol
 from zerogex_pipeline.market_calendar import TradingSession
 from zerogex_pipeline.schemas import OPTION_CHAIN_SNAPSHOTS, UNDERLYING_BARS
 from zerogex_pipeline.tradestation.client import TradeStationClient
-from zerogex_pipeline.tradestation.errors import ApiError, StreamError
+from zerogex_pipeline.tradestation.errors import ApiError
 from zerogex_pipeline.tradestation.streams import chain_snapshot
 from zerogex_pipeline.tradestation.symbols import format_option_symbol
 from zerogex_pipeline.underlyings import Underlying
@@ -71,7 +72,7 @@ class TradeStationMarket:
 
     Args:
         client: the REST/stream client.
-        risk_free_rate: annualized continuous r used to solve IVs from prices.
+        risk_free_rate: annualized continuous r (kept for callers; IVs are solved downstream).
         chain_timeout_s: seconds allowed to collect one live chain from the stream.
         workers: concurrent bar requests per chain (they share the client's rate budgets).
     """
@@ -164,7 +165,6 @@ class TradeStationMarket:
         rows["session_date"] = pd.Timestamp(session.date)
         rows["expiration"] = pd.Timestamp(expiration)
         rows["source"] = self.name
-        self._solve_iv(rows, underlying)
         rows = rows.sort_values(["snapshot_ts", "strike", "symbol"], kind="stable")
         return OPTION_CHAIN_SNAPSHOTS.conform(rows)
 
@@ -187,7 +187,7 @@ class TradeStationMarket:
         oi = int(oi_values[oi_values > 0][-1]) if (oi_values > 0).any() else 0
         return pd.DataFrame({
             "snapshot_ts": times, "symbol": symbol, "option_type": c[2], "strike": c[3], "settlement": c[1],
-            "bid": price, "ask": price, "last": price, "mid": price, "volume": volume.astype(np.int64),
+            "bid": 0.0, "ask": 0.0, "last": price, "mid": price, "volume": volume.astype(np.int64),
             "open_interest": oi, "iv": np.nan, "delta": np.nan, "gamma": np.nan, "vega": np.nan, "theta": np.nan,
         })
 
@@ -199,12 +199,8 @@ class TradeStationMarket:
             return rows
         last = spots.iloc[-1]
         proximity = math.ceil(float(last["spot"]) * band / underlying.strike_step) + 1
-        try:
-            live = chain_snapshot(self.client, underlying.ts_symbol, expiration.strftime("%m-%d-%Y"),
-                                  strike_proximity=min(proximity, 200), timeout_s=self.chain_timeout_s)
-        except StreamError as exc:
-            log.warning("%s %s: live chain unavailable (%s); using bar prices", underlying.name, expiration, exc)
-            return rows
+        live = chain_snapshot(self.client, underlying.ts_symbol, expiration.strftime("%m-%d-%Y"),
+                              strike_proximity=min(proximity, 200), timeout_s=self.chain_timeout_s)
         live = live[live["expiration"] == expiration]
         if live.empty:
             return rows
@@ -212,16 +208,3 @@ class TradeStationMarket:
         keep = rows.loc[mine, ["snapshot_ts", "settlement", "symbol", "spot", "spot_ts"]]
         merged = keep.merge(live.drop(columns=["expiration"]), on="symbol", how="inner")
         return pd.concat([rows[~mine], merged[rows.columns]], ignore_index=True)
-
-    def _solve_iv(self, rows: pd.DataFrame, underlying: Underlying) -> None:
-        need = rows["iv"].isna().to_numpy()
-        if not need.any():
-            return
-        T = time_to_expiry_years(rows["snapshot_ts"], settlement_instants(rows["expiration"], rows["settlement"]))
-        T = np.asarray(T, dtype=np.float64)
-        res = implied_vol(rows["mid"].to_numpy(np.float64)[need], rows["spot"].to_numpy(np.float64)[need],
-                          rows["strike"].to_numpy(np.float64)[need], T[need], self.risk_free_rate,
-                          underlying.dividend_yield, (rows["option_type"] == "C").to_numpy()[need])
-        iv = rows["iv"].to_numpy(np.float64).copy()
-        iv[need] = res.iv
-        rows["iv"] = iv

@@ -46,6 +46,10 @@ class TradeStationResource(dg.ConfigurableResource):  # type: ignore[type-arg]
                           "live in <data_dir>/tradestation.")
     risk_free_rate: float = Field(default=0.04, description="Annualized r used to solve IVs from option prices.")
     chain_timeout_s: float = Field(default=30.0, description="Seconds to collect one live chain from the stream.")
+    stream_idle_timeout_s: float = Field(default=30.0, description="Seconds without any bytes (heartbeats come "
+                                         "every 5 s) before a stream is reconnected.")
+    stream_starvation_s: float = Field(default=120.0, description="Seconds of heartbeats without data before a "
+                                       "stream is reconnected.")
     _client: TradeStationClient | None = PrivateAttr(default=None)
 
     def config(self) -> TradeStationConfig:
@@ -59,13 +63,15 @@ class TradeStationResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             client_id=_resolve(self.client_id), client_secret=_resolve(self.client_secret),
             refresh_token=_resolve(self.refresh_token),
             api_url=api.rstrip("/"), auth_url=(self.auth_url.strip() or AUTH_URL).rstrip("/"),
-            data_dir=Path(self.data_dir),
+            data_dir=Path(self.data_dir), stream_idle_timeout_s=self.stream_idle_timeout_s,
+            stream_starvation_s=self.stream_starvation_s,
         )
 
     def get_client(self) -> TradeStationClient:
         """The process-wide client for this configuration."""
         cfg = self.config()
-        key = (cfg.client_id, cfg.client_secret, cfg.refresh_token, cfg.api_url, cfg.auth_url, str(cfg.data_dir))
+        key = (cfg.client_id, cfg.client_secret, cfg.refresh_token, cfg.api_url, cfg.auth_url, str(cfg.data_dir),
+               cfg.stream_idle_timeout_s, cfg.stream_starvation_s)
         with _CLIENTS_LOCK:
             client = _CLIENTS.get(key)
             if client is None:

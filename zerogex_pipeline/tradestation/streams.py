@@ -6,7 +6,8 @@
   a dead connection (no bytes for ``stream_idle_timeout_s``: heartbeats come every 5 s), on starvation
   (heartbeats but no data for ``stream_starvation_s``), on GoAway in either shape
   (``{"Error":"GoAway"}`` or ``{"StreamStatus":"GoAway"}``) and on server errors.
-- Option chain and option quote streams share a per-client semaphore of ``max_option_streams`` (10).
+- Option chain and option quote streams hold one of ``max_option_streams`` (10) slots shared by every
+  process on the machine for the API key (:mod:`zerogex_pipeline.tradestation.stream_slots`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -26,6 +28,7 @@ import requests
 
 from zerogex_pipeline.tradestation.client import TradeStationClient
 from zerogex_pipeline.tradestation.errors import StreamError, TradeStationError
+from zerogex_pipeline.tradestation.stream_slots import StreamSlot, StreamSlots, slots_dir
 from zerogex_pipeline.tradestation.symbols import parse_option_symbol
 from zerogex_pipeline.tradestation.values import to_float, to_int, to_timestamp
 
@@ -107,6 +110,8 @@ class Stream:
         self.yield_heartbeats = yield_heartbeats
         self.decoder = NdjsonDecoder()
         self.reconnects = 0
+        self.connections = 0
+        """Connections opened so far (a new one re-sends the initial snapshot)."""
         self.heartbeats = 0
         self.goaways = 0
         self._closed = False
@@ -125,9 +130,12 @@ class Stream:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         cfg = self.client.config
-        sem = option_stream_semaphore(self.client) if self.kind in OPTION_STREAM_KINDS else None
-        if sem is not None and not sem.acquire(timeout=cfg.read_timeout_s):
-            raise StreamError(f"{self.path}: {cfg.max_option_streams} option streams already open")
+        slot: StreamSlot | None = None
+        if self.kind in OPTION_STREAM_KINDS:
+            slot = option_stream_slots(self.client).acquire(timeout_s=cfg.read_timeout_s)
+            if slot is None:
+                raise StreamError(f"{self.path}: {cfg.max_option_streams} option streams already open "
+                                  "(by this or another process)")
         failures = 0
         try:
             while not self._closed:
@@ -150,8 +158,8 @@ class Stream:
                     log.info("%s: %s; reconnecting in %.2f s", self.path, exc.reason, delay)
                     time.sleep(delay)
         finally:
-            if sem is not None:
-                sem.release()
+            if slot is not None:
+                slot.release()
             if self._response is not None:
                 self._response.close()
 
@@ -168,6 +176,7 @@ class Stream:
                 raise _ReconnectNeededError(str(exc)) from None
             raise StreamError(str(exc)) from None
         self._response = resp
+        self.connections += 1
         last_data = time.monotonic()
         try:
             chunks = resp.iter_content(chunk_size=None)
@@ -203,18 +212,10 @@ class Stream:
             resp.close()
 
 
-_SEMAPHORES: dict[int, threading.BoundedSemaphore] = {}
-_SEM_LOCK = threading.Lock()
-
-
-def option_stream_semaphore(client: TradeStationClient) -> threading.BoundedSemaphore:
-    """The client's option-stream slots (``max_option_streams``, 10 by the reference)."""
-    with _SEM_LOCK:
-        sem = _SEMAPHORES.get(id(client))
-        if sem is None:
-            sem = threading.BoundedSemaphore(client.config.max_option_streams)
-            _SEMAPHORES[id(client)] = sem
-        return sem
+def option_stream_slots(client: TradeStationClient) -> StreamSlots:
+    """The API key's option-stream slots (``max_option_streams``, 10 by the reference), machine-wide."""
+    cfg = client.config
+    return StreamSlots(slots_dir(Path(cfg.cache_dir), cfg.client_id, cfg.auth_url), cfg.max_option_streams)
 
 
 def _sym(symbols: Iterable[str]) -> str:
@@ -354,26 +355,41 @@ def chain_snapshot(client: TradeStationClient, underlying: str, expiration: str 
                    price_center: float | None = None) -> pd.DataFrame:
     """Collect one full option chain from the chain stream and return it (one row per contract).
 
-    Stops at ``{"StreamStatus":"EndSnapshot"}``, when a contract repeats (updates began), at the first
-    heartbeat after data (the initial burst ended), or after ``timeout_s`` seconds.
+    The initial snapshot of one connection is complete at ``{"StreamStatus":"EndSnapshot"}``, when a
+    contract repeats on that connection (updates began), or at the first heartbeat after its data (the
+    burst ended). A reconnect (GoAway, dead or starved connection) starts a new snapshot: contracts
+    already seen are kept (the newer object wins) and completion is judged on the new connection alone,
+    so a snapshot cut short by the old connection is never mistaken for the whole chain.
+
+    Raises:
+        StreamError: no complete snapshot within ``timeout_s`` seconds, or the stream failed for good.
     """
     stream = option_chain_stream(client, underlying, expiration, strike_proximity, enable_greeks,
                                  price_center=price_center)
     stream.yield_heartbeats = True
     seen: dict[str, dict[str, Any]] = {}
+    on_connection: set[str] = set()
+    connection = 0
+    complete = False
     with closed_after(stream, timeout_s) as deadline:
         for msg in stream:
-            if msg.get("StreamStatus") == "EndSnapshot" or (is_heartbeat(msg) and seen):
+            if stream.connections != connection:
+                connection, on_connection = stream.connections, set()
+            if msg.get("StreamStatus") == "EndSnapshot" or (is_heartbeat(msg) and on_connection):
+                complete = True
                 break
             legs = msg.get("Legs") or []
             key = "|".join(str(leg.get("Symbol")) for leg in legs)
             if not key:
                 continue
-            if key in seen:
+            if key in on_connection:
+                complete = True
                 break
+            on_connection.add(key)
             seen[key] = msg
             if time.monotonic() > deadline:
                 break
-    if not seen:
-        raise StreamError(f"option chain {underlying} {expiration or ''}: no contracts within {timeout_s:.0f} s")
+    if not complete:
+        raise StreamError(f"option chain {underlying} {expiration or ''}: no complete snapshot within "
+                          f"{timeout_s:.0f} s ({len(seen)} contracts, {stream.reconnects} reconnects)")
     return spreads_frame(seen.values())

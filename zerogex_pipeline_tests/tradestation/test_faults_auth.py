@@ -96,7 +96,9 @@ def test_emulator_quota_window_and_reset(emulator: Emulator, tmp_path: Path) -> 
 
 def test_client_side_budget_avoids_429(emulator: Emulator, tmp_path: Path) -> None:
     emulator.quotas = {"quotes": (2, 0.5)}
-    c = TradeStationClient(make_config(emulator.url, tmp_path, budgets={"quotes": RateBudget(2, 0.5)}))
+    # the client's window opens just before the server's (it counts before sending): a margin on the period
+    # keeps it from reopening while the server's is still full
+    c = TradeStationClient(make_config(emulator.url, tmp_path, budgets={"quotes": RateBudget(2, 0.6)}))
     started = time.monotonic()
     for _ in range(3):
         c.quotes(["SPY"])
