@@ -255,8 +255,51 @@ GEX_LEVELS = AssetSchema(
     primary_key=("session_date", "snapshot_ts"),
 )
 
+GEX_ALERTS = AssetSchema(
+    name="gex_alerts",
+    columns=_cols(
+        *_KEY_COLUMNS,
+        ("event_id", "text", "Deterministic id 'underlying|date|kind|snapshot_ts' (one event per kind and snapshot)."),
+        ("snapshot_ts", "timestamptz", "Snapshot instant (UTC) at which the event is seen."),
+        ("kind", "text", "zero_gamma_cross, call_wall_breach, put_wall_breach or net_gex_sign_change."),
+        ("direction", "text", "'up' (spot moved above the level / net GEX turned positive) or 'down'."),
+        ("spot", "double", "Spot at the snapshot, USD."),
+        ("level", "double", "The level crossed, USD (zero gamma, the previous snapshot's wall; 0 for net GEX)."),
+        ("value_before", "double", "Previous snapshot's level (USD) or net GEX (USD per 1% move)."),
+        ("value_after", "double", "This snapshot's level (USD; null when none) or net GEX (USD per 1% move).", True),
+        ("spot_before", "double", "Spot at the previous snapshot, USD."),
+        ("previous_snapshot_ts", "timestamptz", "Previous snapshot instant (UTC)."),
+        ("message", "text", "Human-readable announcement text."),
+        ("announced_at", "timestamptz", "When the event was announced (UTC); null: never (past session).", True),
+    ),
+    primary_key=("session_date", "event_id"),
+)
+
+GEX_REGIME_BACKTEST = AssetSchema(
+    name="gex_regime_backtest",
+    columns=_cols(
+        *_KEY_COLUMNS,
+        ("open_snapshot_ts", "timestamptz", "First levels snapshot of the day (UTC), the regime's reading."),
+        ("regime", "text", "Net GEX sign at the open: 'positive', 'negative' or 'zero'."),
+        ("spot_open", "double", "Spot at the first snapshot, USD."),
+        ("net_gex_open", "double", "Net GEX at the first snapshot, USD per 1% move."),
+        ("zero_gamma_open", "double", "Zero gamma at the first snapshot, USD (null: none).", True),
+        ("distance_to_flip_pct", "double", "(spot - zero gamma) / spot x 100 at the open, % (+: above).", True),
+        ("day_open", "double", "Open of the day's first bar, USD."),
+        ("day_high", "double", "Highest bar high of the day, USD."),
+        ("day_low", "double", "Lowest bar low of the day, USD."),
+        ("day_close", "double", "Close of the day's last bar, USD."),
+        ("realized_range_pct", "double", "(day_high - day_low) / day_open x 100, %."),
+        ("previous_session_date", "date", "Previous stored session with bars (null: none).", True),
+        ("previous_close", "double", "Close of the previous stored session, USD.", True),
+        ("close_to_close_pct", "double", "(day_close / previous_close - 1) x 100, %.", True),
+    ),
+    primary_key=("session_date",),
+)
+
 ALL_SCHEMAS: dict[str, AssetSchema] = {
-    s.name: s for s in (UNDERLYING_BARS, OPTION_CHAIN_SNAPSHOTS, GEX_SURFACE, GEX_LEVELS)
+    s.name: s
+    for s in (UNDERLYING_BARS, OPTION_CHAIN_SNAPSHOTS, GEX_SURFACE, GEX_LEVELS, GEX_ALERTS, GEX_REGIME_BACKTEST)
 }
 
 

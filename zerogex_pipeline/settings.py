@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -46,6 +47,9 @@ class Settings:
         bar_minutes: bar interval of ``underlying_bars`` in minutes.
         risk_free_rate: annualized, continuously compounded r used by the analytics.
         refresh_minutes: minutes between intraday refreshes of today's partitions.
+        alert_webhook_url: ``http(s)://`` URL that each new GEX alert is POSTed to as JSON
+            (``ZEROGEX_ALERT_WEBHOOK_URL``); ``None``: alerts are only logged. May hold a secret
+            token, so it is left out of ``repr`` and never logged whole (see :func:`redact_webhook_url`).
     """
 
     underlyings: tuple[Underlying, ...] = field(default_factory=lambda: (resolve_underlying("SPY"),))
@@ -58,6 +62,7 @@ class Settings:
     bar_minutes: int = 1
     risk_free_rate: float = 0.04
     refresh_minutes: int = 5
+    alert_webhook_url: str | None = field(default=None, repr=False)
 
     @property
     def duckdb_path(self) -> Path:
@@ -97,6 +102,33 @@ def _float_setting(env: Mapping[str, str], name: str, default: float, lo: float,
     if not (lo <= value <= hi):
         raise SettingsError(f"{name}: expected a number between {lo} and {hi}, got {raw!r}")
     return value
+
+
+def redact_webhook_url(url: str) -> str:
+    """``scheme://host[:port]/…`` of a webhook URL: no user info, path or query string (they can hold tokens)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<malformed URL>"
+    return f"{parts.scheme}://{host}{port}/…"
+
+
+def _webhook_setting(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        parts = urlsplit(raw)
+        _ = parts.port
+    except ValueError:
+        raise SettingsError(f"{name}: expected an http:// or https:// URL, got a malformed URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(
+            f"{name}: expected an http:// or https:// URL with a host, got {redact_webhook_url(raw)!r}"
+        )
+    return raw
 
 
 def _has_tradestation_credentials(env: Mapping[str, str]) -> bool:
@@ -160,4 +192,5 @@ def load_settings(
         bar_minutes=_int_setting(env, "ZEROGEX_BAR_MINUTES", 1, 1, 390),
         risk_free_rate=_float_setting(env, "ZEROGEX_RISK_FREE_RATE", 0.04, -0.05, 0.25),
         refresh_minutes=_int_setting(env, "ZEROGEX_REFRESH_MINUTES", 5, 1, 390),
+        alert_webhook_url=_webhook_setting(env, "ZEROGEX_ALERT_WEBHOOK_URL"),
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from hashlib import sha256
 from types import ModuleType
 
-from zerogex_pipeline.storage.migrations import m0001_initial, m0002_analytics_engine_columns
+from zerogex_pipeline.storage.migrations import m0001_initial, m0002_analytics_engine_columns, m0003_alerts_and_backtest
 
 
 @dataclass(frozen=True)
@@ -42,5 +42,5 @@ def _from_module(module: ModuleType) -> Migration:
     return Migration(version=int(number), name=name, sql=str(module.SQL))
 
 
-MIGRATIONS: tuple[Migration, ...] = tuple(_from_module(m) for m in (m0001_initial, m0002_analytics_engine_columns))
+MIGRATIONS: tuple[Migration, ...] = tuple(_from_module(m) for m in (m0001_initial, m0002_analytics_engine_columns, m0003_alerts_and_backtest))
 """Every migration, in version order."""
