@@ -118,10 +118,11 @@ def price_contracts(
     rows["spot"] = [spot_at(u, s, t) for t in rows["snapshot_ts"]]
     center = price_path.previous_close(u, s.date)
     oi = np.zeros(len(rows), dtype=np.int64)
+    grid = np.asarray(listing.strike_grid(u, center), dtype=np.float64)
     for (root, exp), idx in rows.groupby(["root", "expiration"]).groups.items():
         part = rows.loc[idx]
-        oi[rows.index.get_indexer(idx)] = quotes.open_interest(
-            u, str(root), pd.Timestamp(exp).date(), s.date, part["strike"].to_numpy(np.float64),
+        oi[rows.index.get_indexer(idx)] = _series_open_interest(
+            u, str(root), pd.Timestamp(exp).date(), s.date, grid, part["strike"].to_numpy(np.float64),
             (part["option_type"] == "C").to_numpy(), center)
     rows["open_interest"] = oi
     elapsed = ((rows["snapshot_ts"] - s.open) / (s.close - s.open)).to_numpy(np.float64)
@@ -130,6 +131,25 @@ def price_contracts(
         u, rows, regime_vol=price_path.volatility_regime(u, s.date), open_spot=float(path.open[path.locate(s.date)]),
         fraction_elapsed=elapsed, seed_parts=seed,
     )
+
+
+def _series_open_interest(u: Underlying, root: str, exp: dt.date, day: dt.date, grid: np.ndarray,
+                          strike: np.ndarray, is_call: np.ndarray, center: float) -> np.ndarray:
+    """Open interest (contracts) of the requested contracts, drawn once for the whole listed series.
+
+    The simulated draw depends on the position of a contract in the array it is drawn with, so drawing
+    only the requested contracts would give a contract a different open interest in a bar request, a
+    chain stream and a quote. Drawing the series' full grid (calls, then puts) makes it a property of
+    the contract for the session, as a real open interest is. Strikes off the grid are drawn alone.
+    """
+    full = quotes.open_interest(u, root, exp, day, np.concatenate([grid, grid]),
+                                np.concatenate([np.ones(len(grid), bool), np.zeros(len(grid), bool)]), center)
+    pos = np.searchsorted(grid, strike)
+    on_grid = (pos < len(grid)) & np.isclose(grid[np.minimum(pos, len(grid) - 1)], strike, rtol=0, atol=1e-6)
+    out = np.where(on_grid, full[np.minimum(pos, len(grid) - 1) + np.where(is_call, 0, len(grid))], 0)
+    if (~on_grid).any():
+        out[~on_grid] = quotes.open_interest(u, root, exp, day, strike[~on_grid], is_call[~on_grid], center)
+    return out.astype(np.int64)
 
 
 def _bar(ts: pd.Timestamp, o: float, h: float, lo: float, c: float, vol: int, oi: int, status: str = "Closed",

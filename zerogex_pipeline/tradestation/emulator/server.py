@@ -759,7 +759,8 @@ class _Handler(BaseHTTPRequestHandler):
                         self._chunk(b"")
                         return
                     if dead and sent >= dead_after:
-                        write(lines)
+                        if lines:  # never write(b""): that is the terminating chunk, a clean end, not a death
+                            write(lines)
                         while not em.stopping.is_set():  # silent death: connection open, nothing sent
                             time.sleep(0.05)
                         return
