@@ -228,7 +228,7 @@ def validate_chain(
     last = chain["last"].to_numpy(np.float64, na_value=np.nan)
     mid = chain["mid"].to_numpy(np.float64)
     iv = chain["iv"].to_numpy(np.float64, na_value=np.nan)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):
         out.rows("negative or non-finite bid/ask", ~(np.isfinite(bid) & np.isfinite(ask) & (bid >= 0) & (ask >= 0)),
                  chain, [*key, "bid", "ask"])
         crossed = bid > ask
@@ -333,7 +333,7 @@ def validate_surface(surface: pd.DataFrame, chain: pd.DataFrame) -> ValidationRe
               [f"{_fmt(ts)} K={k:g}" for ts, k in by_strike.index.difference(mine.index)])
     out.items("(snapshot, strike) of the surface absent from the chain",
               [f"{_fmt(ts)} K={k:g}" for ts, k in mine.index.difference(by_strike.index)])
-    both = mine.join(by_strike, how="inner", rsuffix="_chain")
+    both = mine.merge(by_strike, left_index=True, right_index=True, how="inner", suffixes=("", "_chain"))
     off = both[(both["call_oi"] != both["call_oi_chain"]) | (both["put_oi"] != both["put_oi_chain"])]
     out.items("open interest differs from the chain's",
               [f"{_fmt(ts)} K={k:g}: surface {r.call_oi}/{r.put_oi}, chain {r.call_oi_chain}/{r.put_oi_chain}"

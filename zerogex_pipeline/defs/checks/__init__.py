@@ -1,0 +1,1 @@
+"""Asset checks of the core assets (data quality; blocking where wrong data would poison downstream)."""
