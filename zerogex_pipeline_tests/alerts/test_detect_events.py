@@ -1,5 +1,6 @@
 """Event detection on hand-made level series, and properties over random ones."""
 
+import itertools
 import math
 
 import hypothesis.strategies as st
@@ -161,4 +162,4 @@ def test_crosses_without_nulls_or_touches_equal_sign_changes_and_alternate(offse
     signs = np.sign(offsets)
     assert len(events) == int((signs[1:] != signs[:-1]).sum())
     directions = list(events["direction"])
-    assert all(a != b for a, b in zip(directions, directions[1:], strict=False))
+    assert all(a != b for a, b in itertools.pairwise(directions))

@@ -1,0 +1,132 @@
+"""``<underlying>/gex_alerts``: level events of a trading day, stored, and each announced once.
+
+The asset reads its day's ``gex_levels`` partition, detects the events
+(:func:`zerogex_pipeline.analytics.alerts.detect_events`: zero-gamma crosses, call/put wall breaches,
+net-GEX sign changes, each with a deterministic ``event_id``) and returns them for the IO manager,
+which replaces the day's rows of the ``gex_alerts`` table.
+
+Announcing (log at WARNING, and a JSON POST to ``ZEROGEX_ALERT_WEBHOOK_URL`` when set) happens only
+
+1. for events of **today's session** (America/New_York date of the pipeline clock): re-materializing
+   or backfilling a past day stores its events but announces nothing, so a backfill never spams; and
+2. for events whose id this run **claims** in the announcement ledger
+   (:mod:`zerogex_pipeline.defs.alerts.ledger`), which no re-run, refresh or concurrent run can claim
+   again.
+
+The stored ``announced_at`` is the ledger's time for the event (null when it was never announced).
+A webhook failure is logged (host only, status or error type) and does not fail the run.
+"""
+
+import dagster as dg
+import pandas as pd
+
+from zerogex_pipeline import market_calendar
+from zerogex_pipeline.analytics.alerts import EVENT_KINDS, detect_events
+from zerogex_pipeline.defs.alerts import ledger
+from zerogex_pipeline.defs.alerts.store import store_session
+from zerogex_pipeline.defs.alerts.webhook import post_alert
+from zerogex_pipeline.defs.partitions import trading_day_partitions
+from zerogex_pipeline.schemas import GEX_ALERTS
+from zerogex_pipeline.settings import Settings, redact_webhook_url
+from zerogex_pipeline.storage.table_slices import StorageError
+from zerogex_pipeline.underlyings import Underlying
+
+PAYLOAD_FIELDS = ("event_id", "underlying", "session_date", "snapshot_ts", "kind", "direction", "spot", "level",
+                  "value_before", "value_after", "spot_before", "message")
+
+
+def alert_payload(event: pd.Series) -> dict[str, object]:
+    """The JSON body POSTed for one event (timestamps ISO 8601 UTC, dates ``YYYY-MM-DD``, USD floats).
+
+    ``text`` repeats ``message`` so chat webhooks (Slack-style) display it as is.
+    """
+    out: dict[str, object] = {}
+    for name in PAYLOAD_FIELDS:
+        value = event[name]
+        if name == "session_date":
+            out[name] = f"{pd.Timestamp(value):%Y-%m-%d}"
+        elif name == "snapshot_ts":
+            out[name] = pd.Timestamp(value).tz_convert("UTC").isoformat()
+        elif name in ("event_id", "underlying", "kind", "direction", "message"):
+            out[name] = str(value)
+        else:
+            out[name] = None if pd.isna(value) else float(value)
+    out["text"] = str(event["message"])
+    return out
+
+
+def _markdown(events: pd.DataFrame, limit: int = 30) -> str:
+    if events.empty:
+        return "no events"
+    lines = ["| time (ET) | kind | direction | spot | level | announced |", "|---|---|---|---|---|---|"]
+    for e in events.head(limit).itertuples(index=False):
+        when = f"{pd.Timestamp(e.snapshot_ts).tz_convert('America/New_York'):%H:%M}"
+        shown = "no" if pd.isna(e.announced_at) else f"{pd.Timestamp(e.announced_at):%H:%M:%S} UTC"
+        lines.append(f"| {when} | {e.kind} | {e.direction} | {e.spot:.2f} | {e.level:.2f} | {shown} |")
+    if len(events) > limit:
+        lines.append(f"| … {len(events) - limit} more | | | | | |")
+    return "\n".join(lines)
+
+
+def build_alert_assets(
+    underlying: Underlying, settings: Settings, storage_kind: str, levels: dg.AssetsDefinition
+) -> list[dg.AssetsDefinition]:
+    """The ``gex_alerts`` asset of ``underlying`` (daily partitions, one input: the same day's levels)."""
+
+    @dg.asset(
+        key=[underlying.key, "gex_alerts"],
+        group_name=f"{underlying.key}_alerts",
+        partitions_def=trading_day_partitions(),
+        ins={"gex_levels": dg.AssetIn(key=levels.key)},
+        kinds={"pandas", storage_kind},
+        description=(
+            f"{underlying.name} level events of the day from its GEX levels: spot crossing zero gamma, "
+            "breaking the previous snapshot's call wall (up) or put wall (down), and net GEX changing sign; "
+            "spot and levels in USD, net GEX in USD per 1% move. Events of today's session are announced "
+            "once each (log, optional webhook); backfilled days are stored, never announced."
+        ),
+        metadata={"partition_expr": "session_date", "dagster/column_schema": GEX_ALERTS.table_schema()},
+    )
+    def gex_alerts(context: dg.AssetExecutionContext, gex_levels: pd.DataFrame) -> pd.DataFrame:
+        date = pd.Timestamp(context.partition_key).date()
+        events = detect_events(gex_levels)
+        now = market_calendar.utc_now()
+        today = now.tz_convert(market_calendar.NEW_YORK).date()
+        live = date == today
+        claimed: set[str] = set()
+        with store_session(settings, underlying.key, create=True) as session:
+            if session is None:  # create=True always opens the store
+                raise StorageError(f"{underlying.key}.gex_alert_ledger: the store could not be opened")
+            if live:
+                claimed = ledger.claim(session, events, now, context.run.run_id)
+            stamps = ledger.announced(session, date)
+        deliveries = {"ok": 0, "failed": 0}
+        for _, event in events[events["event_id"].isin(claimed)].iterrows():
+            context.log.warning(f"GEX alert: {event['message']} [{event['event_id']}]")
+            if settings.alert_webhook_url:
+                delivery = post_alert(settings.alert_webhook_url, alert_payload(event))
+                deliveries["ok" if delivery.ok else "failed"] += 1
+                if not delivery.ok:
+                    context.log.warning(f"GEX alert webhook failed for {event['event_id']}: {delivery.detail}")
+        events["announced_at"] = pd.to_datetime(events["event_id"].map(stamps), utc=True)
+        out = GEX_ALERTS.conform(events)
+        counts = out["kind"].value_counts()
+        policy = (
+            "today's session: new events announced once"
+            if live
+            else f"past session (today is {today}): events stored, none announced"
+        )
+        context.add_output_metadata({
+            "rows": len(out),
+            **{f"events_{kind}": int(counts.get(kind, 0)) for kind in EVENT_KINDS},
+            "announced_this_run": len(claimed),
+            "announced_total": int(out["announced_at"].notna().sum()),
+            "announcement_policy": policy,
+            "webhook": redact_webhook_url(settings.alert_webhook_url) if settings.alert_webhook_url else "not configured",
+            "webhook_posts_ok": deliveries["ok"],
+            "webhook_posts_failed": deliveries["failed"],
+            "events": dg.MetadataValue.md(_markdown(out)),
+        })
+        return out
+
+    return [gex_alerts]

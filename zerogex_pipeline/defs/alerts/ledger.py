@@ -1,0 +1,77 @@
+"""The announcement ledger: which alert events were ever announced, and when.
+
+One table per underlying schema, ``gex_alert_ledger (event_id PRIMARY KEY, underlying, session_date,
+kind, announced_at, run_id)`` (PostgreSQL: migration 0003; DuckDB: created on first use). It is
+append-only and independent of the ``gex_alerts`` partition, which the IO manager replaces at every
+materialization.
+
+An event is announced only by the run that **claims** it: ``INSERT ... ON CONFLICT (event_id) DO
+NOTHING RETURNING event_id`` in one statement, so of two runs racing on the same day exactly one gets
+each id, and a re-run, a refresh or a backfill finds the id taken. The claim is committed before the
+announcement is made, so delivery is at most once: a crash between the claim and the log line or the
+webhook POST loses that announcement rather than repeating it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+
+from zerogex_pipeline.defs.alerts.store import StoreSession
+from zerogex_pipeline.storage.table_slices import quote_ident
+
+LEDGER_TABLE = "gex_alert_ledger"
+
+_DUCKDB_DDL = """
+CREATE TABLE IF NOT EXISTS {table} (
+    event_id TEXT PRIMARY KEY,
+    underlying TEXT NOT NULL,
+    session_date DATE NOT NULL,
+    kind TEXT NOT NULL,
+    announced_at TIMESTAMPTZ NOT NULL,
+    run_id TEXT NOT NULL
+)
+"""
+
+
+def ensure_ledger(session: StoreSession) -> None:
+    """Create the ledger table on DuckDB if missing (PostgreSQL gets it from migration 0003)."""
+    if session.kind == "duckdb":
+        session.rows(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(session.schema)}")
+        session.rows(_DUCKDB_DDL.format(table=session.table(LEDGER_TABLE)))
+
+
+def claim(session: StoreSession, events: pd.DataFrame, announced_at: pd.Timestamp, run_id: str) -> set[str]:
+    """Record ``events`` (``event_id, underlying, session_date, kind``) as announced now; return the ids
+    this call claimed (those no earlier run had)."""
+    if events.empty:
+        return set()
+    ensure_ledger(session)
+    when = pd.Timestamp(announced_at).tz_convert("UTC").to_pydatetime()
+    values: list[object] = []
+    for e in events.itertuples(index=False):
+        values += [str(e.event_id), str(e.underlying), pd.Timestamp(e.session_date).date(), str(e.kind), when, run_id]
+    placeholders = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(events))
+    rows = session.rows(
+        f"INSERT INTO {session.table(LEDGER_TABLE)} (event_id, underlying, session_date, kind, announced_at, run_id) "
+        f"VALUES {placeholders} ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+        values,
+    )
+    return {str(r[0]) for r in rows}
+
+
+def announced(session: StoreSession, session_date: dt.date) -> dict[str, pd.Timestamp]:
+    """``event_id -> announced_at`` (UTC) of every event of ``session_date`` announced so far."""
+    if not session.has_table(LEDGER_TABLE):
+        return {}
+    rows = session.rows(
+        f"SELECT event_id, announced_at FROM {session.table(LEDGER_TABLE)} WHERE session_date = %s",
+        [session_date],
+    )
+    return {str(event): _utc(when) for event, when in rows}
+
+
+def _utc(value: object) -> pd.Timestamp:
+    ts = pd.Timestamp(value)  # type: ignore[arg-type]
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
