@@ -144,12 +144,13 @@ def expected_instants(
 
 
 def _coverage(
-    found: pd.Series, required: pd.DatetimeIndex, allowed: pd.DatetimeIndex, what: str, out: _Collector
+    found: pd.Series, required: pd.DatetimeIndex, allowed: pd.DatetimeIndex, what: str, grace: pd.Timedelta,
+    out: _Collector,
 ) -> dict[str, Number]:
     present = pd.DatetimeIndex(found.drop_duplicates())
     missing = required.difference(present)
     unexpected = present.difference(allowed)
-    out.items(f"missing {what} (grid instants older than the {PUBLISH_GRACE} grace)", missing)
+    out.items(f"missing {what} (grid instants older than the {grace.total_seconds() / 60:g} min grace)", missing)
     out.items(f"unexpected {what} (off the session grid, after the close or in the future)", unexpected)
     return {f"{what}_required": len(required), f"{what}_present": len(present), f"{what}_missing": len(missing),
             f"{what}_unexpected": len(unexpected)}
@@ -180,7 +181,7 @@ def validate_bars(
         required, allowed = expected_instants(s.bar_ends(bar_minutes), s, now, grace)
         if len(allowed) == 0:
             not_open.append(s.date.isoformat())
-        sub = _coverage(bars.loc[dates == s.date, "ts"], required, allowed, "bars", out)
+        sub = _coverage(bars.loc[dates == s.date, "ts"], required, allowed, "bars", grace, out)
         required_total += int(sub["bars_required"] or 0)
         missing_total += int(sub["bars_missing"] or 0)
     out.rows("repeated bar end", bars.duplicated(["session_date", "ts"]).to_numpy(), bars, ["session_date", "ts"])
@@ -251,7 +252,7 @@ def validate_chain(
         "rows_checked": len(chain), "strike_distance_pct": strike_distance_pct, "window_reach": WINDOW_REACH,
         "iv_max": IV_MAX, "crossed_quotes": int(np.count_nonzero(crossed)),
         "worst_crossed_usd": _worst(bid - ask) if crossed.any() else 0.0,
-        **_coverage(chain["snapshot_ts"], required, allowed, "snapshots", out),
+        **_coverage(chain["snapshot_ts"], required, allowed, "snapshots", grace, out),
     }
     reach = _window_reach(chain)
     numbers["worst_reach_below"] = float(reach["below"].min()) if len(reach) else None

@@ -1,0 +1,266 @@
+"""The asset checks executed with their assets through the real DuckDB IO manager on a throwaway instance.
+
+Corruption goes in upstream of the checks (a wrapped market-data source, or the pure builders the assets
+call replaced by corrupting wrappers), never into the checks themselves.
+"""
+
+import datetime as dt
+from collections.abc import Callable
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from zerogex_pipeline import market_calendar
+from zerogex_pipeline.definitions import build_underlying_assets
+from zerogex_pipeline.defs.checks.asset_checks import build_asset_checks
+from zerogex_pipeline.defs.gex import assets as gex_assets
+from zerogex_pipeline.defs.partitions import chain_partition_key, expirations_partitions_name
+from zerogex_pipeline.defs.resources import MarketDataResource, build_resources
+from zerogex_pipeline.settings import Settings, load_settings
+from zerogex_pipeline.sources.simulated import SimulatedMarket
+from zerogex_pipeline.underlyings import resolve_underlying
+
+SPY = resolve_underlying("SPY")
+DAY = dt.date(2024, 6, 14)
+EXP = dt.date(2024, 6, 17)
+NAMES = ("bars_continuity_and_coverage", "chain_sanity", "gex_reconciliation", "levels_plausibility")
+
+
+@pytest.fixture
+def fast_settings(tmp_path) -> Settings:
+    """30-minute snapshots (14 a day): the same code paths as the default 5 minutes, a sixth of the rows."""
+    return load_settings({"ZEROGEX_DATA_DIR": str(tmp_path / "data"), "ZEROGEX_SNAPSHOT_MINUTES": "30",
+                          "ZEROGEX_EXPIRATIONS": "2"}, env_file=None)
+
+
+class Pipeline:
+    """The assets and checks of SPY, run one partition at a time like ``runner.materialize_day``."""
+
+    def __init__(self, settings: Settings, instance: dg.DagsterInstance) -> None:
+        self.settings, self.instance = settings, instance
+        self.assets = build_underlying_assets(SPY, settings)
+        self.checks = build_asset_checks(SPY, settings, *self.assets)
+        self.by_name = {a.key.path[-1]: a for a in self.assets}
+
+    def run(self, names: list[str], key: str | dg.MultiPartitionKey) -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            [*self.assets, *self.checks], selection=[self.by_name[n].key for n in names], partition_key=key,
+            instance=self.instance, resources=build_resources(self.settings), raise_on_error=False,
+        )
+
+    def day(self, day: dt.date, expirations: list[dt.date]) -> list[dg.ExecuteInProcessResult]:
+        self.instance.add_dynamic_partitions(expirations_partitions_name(SPY), [e.isoformat() for e in expirations])
+        results = [self.run(["underlying_bars"], day.isoformat())]
+        results += [self.run(["option_chain_snapshots", "gex_surface"], chain_partition_key(day, e))
+                    for e in expirations]
+        results.append(self.run(["gex_levels"], day.isoformat()))
+        return results
+
+
+def evaluations(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
+    return {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
+
+
+def meta(evaluation: dg.AssetCheckEvaluation, name: str) -> object:
+    return evaluation.metadata[name].value
+
+
+@pytest.fixture
+def pipeline(fast_settings: Settings, instance: dg.DagsterInstance) -> Pipeline:
+    return Pipeline(fast_settings, instance)
+
+
+def test_checks_are_blocking_partitioned_and_describe_their_tolerances(pipeline: Pipeline) -> None:
+    specs = {spec.name: spec for c in pipeline.checks for spec in c.check_specs}
+    assert set(specs) == set(NAMES)
+    for name, spec in specs.items():
+        assert spec.blocking, name
+        assert spec.partitions_def is not None, name
+        assert spec.description and len(spec.description) > 100, name
+    assert "1e-09" in specs["gex_reconciliation"].description
+    assert "1e-09" in specs["levels_plausibility"].description
+    assert specs["levels_plausibility"].additional_deps[0].asset_key == dg.AssetKey(["spy", "gex_surface"])
+    defs = dg.Definitions(assets=[*pipeline.assets, *pipeline.checks], resources=build_resources(pipeline.settings))
+    dg.Definitions.validate_loadable(defs)
+
+
+@pytest.mark.parametrize(
+    ("day", "expirations", "bars", "snapshots"),
+    [(DAY, [DAY, EXP], 390, 14), (dt.date(2024, 7, 3), [dt.date(2024, 7, 3), dt.date(2024, 7, 5)], 210, 8)],
+)
+def test_every_check_passes_on_a_normal_day_and_an_early_close(
+    pipeline: Pipeline, day: dt.date, expirations: list[dt.date], bars: int, snapshots: int
+) -> None:
+    results = pipeline.day(day, expirations)
+    assert all(r.success for r in results)
+    seen: dict[str, list[dg.AssetCheckEvaluation]] = {}
+    for r in results:
+        for name, e in evaluations(r).items():
+            seen.setdefault(name, []).append(e)
+    assert {n: len(v) for n, v in seen.items()} == {NAMES[0]: 1, NAMES[1]: 2, NAMES[2]: 2, NAMES[3]: 1}
+    assert all(e.passed for v in seen.values() for e in v)
+    assert meta(seen["bars_continuity_and_coverage"][0], "bars_required") == bars
+    assert seen["bars_continuity_and_coverage"][0].partition == day.isoformat()
+    chain_eval = seen["chain_sanity"][1]
+    assert chain_eval.partition == str(chain_partition_key(day, expirations[1]))
+    assert meta(chain_eval, "snapshots_required") == snapshots
+    assert meta(chain_eval, "rows_checked") > 1000
+    levels_eval = seen["levels_plausibility"][0]
+    assert meta(levels_eval, "rows_checked") == snapshots
+    assert meta(levels_eval, "surface_rows") > 0  # both expirations' surfaces of the date were loaded
+    assert meta(levels_eval, "worst_total_error_rel") < 1e-12
+    # the results are stored against the partition for the UI
+    key = dg.AssetCheckKey(dg.AssetKey(["spy", "gex_surface"]), "gex_reconciliation")
+    assert pipeline.instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key] is not None
+
+
+def test_empty_partitions_pass_with_their_reason(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    expired = dt.date(2024, 6, 13)
+    pipeline.instance.add_dynamic_partitions(expirations_partitions_name(SPY), [expired.isoformat()])
+    assert pipeline.run(["underlying_bars"], DAY.isoformat()).success
+    result = pipeline.run(["option_chain_snapshots", "gex_surface"], chain_partition_key(DAY, expired))
+    assert result.success
+    checks = evaluations(result)
+    assert checks["chain_sanity"].passed and checks["gex_reconciliation"].passed
+    assert "had already expired" in str(meta(checks["chain_sanity"], "empty_reason"))
+    assert meta(checks["gex_reconciliation"], "empty_reason") == "no chain snapshots in this partition"
+    # a date with no surface at all: empty levels, with the asset's reason
+    result = pipeline.run(["gex_levels"], "2024-06-12")
+    assert result.success and evaluations(result)["levels_plausibility"].passed
+    assert "no GEX surface" in str(meta(evaluations(result)["levels_plausibility"], "empty_reason"))
+    # today's bars before the open
+    monkeypatch.setattr(market_calendar, "utc_now", lambda: pd.Timestamp("2024-06-17 09:00", tz="America/New_York"))
+    result = pipeline.run(["underlying_bars"], "2024-06-17")
+    assert result.success
+    check = evaluations(result)["bars_continuity_and_coverage"]
+    assert check.passed and meta(check, "rows_checked") == 0
+    assert "had not opened" in str(meta(check, "empty_reason"))
+
+
+def test_intraday_bars_partition_passes_up_to_now(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(market_calendar, "utc_now", lambda: pd.Timestamp("2024-06-14 11:00:20", tz="America/New_York"))
+    result = pipeline.run(["underlying_bars"], DAY.isoformat())
+    check = evaluations(result)["bars_continuity_and_coverage"]
+    assert result.success and check.passed
+    assert meta(check, "rows_checked") == 90 and meta(check, "bars_required") == 85
+
+
+class CorruptMarket(SimulatedMarket):
+    """The simulated market with its bars or chains passed through a corrupting function."""
+
+    def __init__(self, bars: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+                 chain: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> None:
+        self._bars, self._chain = bars, chain
+
+    def underlying_bars(self, *args, **kwargs) -> pd.DataFrame:
+        frame = super().underlying_bars(*args, **kwargs)
+        return self._bars(frame) if self._bars else frame
+
+    def chain_snapshots(self, *args, **kwargs) -> pd.DataFrame:
+        frame = super().chain_snapshots(*args, **kwargs)
+        return self._chain(frame) if self._chain and not frame.empty else frame
+
+
+def use_source(monkeypatch: pytest.MonkeyPatch, market: SimulatedMarket) -> None:
+    monkeypatch.setattr(MarketDataResource, "get_source", lambda self: market)
+
+
+def test_a_missing_bar_fails_the_bars_check(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_source(monkeypatch, CorruptMarket(bars=lambda b: b.drop(index=b.index[120])))
+    result = pipeline.run(["underlying_bars"], DAY.isoformat())
+    check = evaluations(result)["bars_continuity_and_coverage"]
+    assert not result.success and not check.passed
+    assert check.severity == dg.AssetCheckSeverity.ERROR
+    assert meta(check, "bars_missing") == 1
+    assert "missing bars" in str(meta(check, "problems")) and "11:31:00 ET" in str(meta(check, "problems"))
+
+
+def _row(column: str, value: object) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    def corrupt(chain: pd.DataFrame) -> pd.DataFrame:
+        chain = chain.copy()
+        chain.loc[chain.index[len(chain) // 2], column] = value
+        return chain
+    return corrupt
+
+
+def _crossed(chain: pd.DataFrame) -> pd.DataFrame:
+    chain = chain.copy()
+    i = chain.index[len(chain) // 2]
+    chain.loc[i, "bid"] = chain.loc[i, "ask"] + 0.10
+    return chain
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "problem"),
+    [
+        (_crossed, "bid above ask (crossed quote): 1"),
+        (_row("open_interest", -5), "negative open interest: 1"),
+        (_row("iv", 50.0), "vendor IV outside [0, 10]: 1"),
+        (lambda c: c[(c["option_type"] == "C") | (c["strike"] >= c["spot"])],
+         "strike window covered on one side only"),
+    ],
+)
+def test_a_corrupted_chain_fails_its_check_and_blocks_the_surface(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, corrupt, problem: str
+) -> None:
+    pipeline.instance.add_dynamic_partitions(expirations_partitions_name(SPY), [EXP.isoformat()])
+    assert pipeline.run(["underlying_bars"], DAY.isoformat()).success
+    use_source(monkeypatch, CorruptMarket(chain=corrupt))
+    result = pipeline.run(["option_chain_snapshots", "gex_surface"], chain_partition_key(DAY, EXP))
+    check = evaluations(result)["chain_sanity"]
+    assert not check.passed and problem in str(meta(check, "problems"))
+    assert not result.success
+    assert materialized(result) == {"option_chain_snapshots"}  # the blocking check stopped the surface
+    assert "gex_reconciliation" not in evaluations(result)
+
+
+def _patch_builder(monkeypatch: pytest.MonkeyPatch, name: str, corrupt: Callable[[pd.DataFrame], pd.DataFrame]) -> None:
+    original = getattr(gex_assets, name)
+    monkeypatch.setattr(gex_assets, name, lambda *args, **kwargs: corrupt(original(*args, **kwargs)))
+
+
+def test_a_flipped_put_sign_fails_the_surface_check(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    def flip(surface: pd.DataFrame) -> pd.DataFrame:
+        surface = surface.copy()
+        row = surface.index[surface["put_gex"] < 0][40]
+        surface.loc[row, "put_gex"] = -surface.loc[row, "put_gex"]
+        surface.loc[row, "net_gex"] = surface.loc[row, "call_gex"] + surface.loc[row, "put_gex"]
+        return surface
+
+    _patch_builder(monkeypatch, "build_surface", flip)
+    pipeline.instance.add_dynamic_partitions(expirations_partitions_name(SPY), [EXP.isoformat()])
+    assert pipeline.run(["underlying_bars"], DAY.isoformat()).success
+    result = pipeline.run(["option_chain_snapshots", "gex_surface"], chain_partition_key(DAY, EXP))
+    checks = evaluations(result)
+    assert checks["chain_sanity"].passed and not checks["gex_reconciliation"].passed
+    assert meta(checks["gex_reconciliation"], "positive_put_gex_rows") == 1
+    problems = str(meta(checks["gex_reconciliation"], "problems"))
+    assert "put GEX positive (dealer short puts: -): 1" in problems
+    assert "put_gex != -gamma·OI·100·S²·0.01" in problems
+    assert not result.success
+
+
+LEVELS_CORRUPTIONS = [
+    (lambda lv: lv.assign(call_wall=np.where(lv.index == 5, np.floor(lv["spot"]) - 3, lv["call_wall"])),
+     "call wall below spot: 1"),
+    (lambda lv: lv.assign(net_gex=lv["net_gex"] * 1.001), "net_gex != sum of gex_surface by strike"),
+    (lambda lv: lv.assign(zero_gamma=np.nan, zero_gamma_reason=None), "zero_gamma null without a reason"),
+]
+
+
+def test_implausible_levels_fail_the_levels_check(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert all(r.success for r in pipeline.day(DAY, [DAY, EXP]))  # one stored day, three corrupted re-runs
+    for corrupt, problem in LEVELS_CORRUPTIONS:
+        with monkeypatch.context() as patch:
+            _patch_builder(patch, "build_levels", corrupt)
+            result = pipeline.run(["gex_levels"], DAY.isoformat())
+        check = evaluations(result)["levels_plausibility"]
+        assert not check.passed and problem in str(meta(check, "problems")), problem
+        assert not result.success
+    assert evaluations(pipeline.run(["gex_levels"], DAY.isoformat()))["levels_plausibility"].passed
