@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from zerogex_pipeline.defs.alerts.assets import build_alert_assets
+from zerogex_pipeline.defs.alerts.sensors import build_levels_alert_sensor
 from zerogex_pipeline.defs.automation.intraday_refresh import build_intraday_refresh_sensor
 from zerogex_pipeline.defs.automation.schedules import (
     build_backfill_job,
@@ -11,6 +13,8 @@ from zerogex_pipeline.defs.automation.schedules import (
     build_pre_open_schedule,
     build_register_expirations_job,
 )
+from zerogex_pipeline.defs.backtest.assets import build_regime_backtest
+from zerogex_pipeline.defs.checks.asset_checks import build_asset_checks
 from zerogex_pipeline.defs.gex.assets import build_gex_levels, build_gex_surface
 from zerogex_pipeline.defs.market_data.assets import build_underlying_bars
 from zerogex_pipeline.defs.options.assets import build_option_chain_snapshots
@@ -30,20 +34,27 @@ def build_underlying_assets(underlying: Underlying, settings: Settings) -> list[
 
 
 def build_defs(settings: Settings) -> dg.Definitions:
-    """All definitions for ``settings``."""
-    assets_by_underlying = {u: build_underlying_assets(u, settings) for u in settings.underlyings}
+    """All definitions for ``settings``: per underlying the core assets and their checks, the alerts and
+    backtest assets, the refresh and alert sensors, the schedules and the jobs they launch."""
+    kind = storage_kind(settings)
+    assets: list[dg.AssetsDefinition] = []
+    checks: list[dg.AssetChecksDefinition] = []
     jobs: list[dg.JobDefinition] = []
     schedules: list[dg.ScheduleDefinition] = []
+    sensors: list[dg.SensorDefinition] = []
     for u in settings.underlyings:
-        backfill_job = build_backfill_job(u, settings, assets_by_underlying[u])
+        core = build_underlying_assets(u, settings)
+        bars, chain, surface, levels = core
+        alerts = build_alert_assets(u, settings, kind, levels)
+        assets += [*core, *alerts, build_regime_backtest(u, settings, kind, bars, levels)]
+        checks += build_asset_checks(u, settings, bars, chain, surface, levels)
+        backfill_job = build_backfill_job(u, settings, core)
         register_job = build_register_expirations_job(u, settings)
         jobs += [backfill_job, register_job]
         schedules += [build_pre_open_schedule(u, register_job), build_end_of_day_schedule(u, backfill_job)]
+        sensors += [build_intraday_refresh_sensor(u, settings, core), build_levels_alert_sensor(u, levels, alerts[0])]
     return dg.Definitions(
-        assets=[a for assets in assets_by_underlying.values() for a in assets],
-        jobs=jobs,
-        schedules=schedules,
-        sensors=[build_intraday_refresh_sensor(u, settings, assets) for u, assets in assets_by_underlying.items()],
+        assets=assets, asset_checks=checks, jobs=jobs, schedules=schedules, sensors=sensors,
         resources=build_resources(settings),
     )
 

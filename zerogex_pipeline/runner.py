@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from zerogex_pipeline.definitions import build_underlying_assets
+from zerogex_pipeline.defs.checks.asset_checks import build_asset_checks
 from zerogex_pipeline.defs.partitions import chain_partition_key, expirations_partitions_name
 from zerogex_pipeline.defs.resources import build_resources
 from zerogex_pipeline.settings import Settings
@@ -82,9 +83,11 @@ def materialize_day(
     instance.add_dynamic_partitions(expirations_partitions_name(underlying), [e.isoformat() for e in expirations])
     out = DayRun(underlying.name, date, expirations)
 
+    checks = build_asset_checks(underlying, settings, bars, chain, surface, levels)
+
     def run(selection: list[dg.AssetsDefinition], partition_key: str | dg.MultiPartitionKey) -> None:
-        result = dg.materialize(
-            assets,
+        result = dg.materialize(  # the selected assets' blocking checks run in the same run
+            [*assets, *checks],
             selection=[a.key for a in selection],
             partition_key=partition_key,
             instance=instance,

@@ -37,7 +37,12 @@ def test_definitions_load_and_validate(settings: Settings) -> None:
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {"spy/underlying_bars", "spy/option_chain_snapshots", "spy/gex_surface", "spy/gex_levels"}
+    assert keys == {"spy/underlying_bars", "spy/option_chain_snapshots", "spy/gex_surface", "spy/gex_levels",
+                    "spy/gex_alerts", "spy/gex_regime_backtest"}
+    checked = {k.asset_key.to_user_string() for k in graph.asset_check_keys}
+    assert checked == {"spy/underlying_bars", "spy/option_chain_snapshots", "spy/gex_surface", "spy/gex_levels"}
+    assert {s.name for s in defs.sensors} == {"spy_intraday_refresh", "spy_levels_alerts"}
+    assert {s.name for s in defs.schedules} == {"spy_pre_open_expirations", "spy_end_of_day"}
     levels = dg.AssetKey(["spy", "gex_levels"])
     assert graph.get(levels).parent_keys == {dg.AssetKey(["spy", "gex_surface"])}
     assert graph.get(dg.AssetKey(["spy", "gex_surface"])).parent_keys == {dg.AssetKey(["spy", "option_chain_snapshots"])}
@@ -55,7 +60,7 @@ def test_multi_underlying_definitions(tmp_path) -> None:
     s = load_settings({"ZEROGEX_UNDERLYINGS": "SPY,SPX,QQQ", "ZEROGEX_DATA_DIR": str(tmp_path)}, env_file=None)
     defs = build_defs(s)
     dg.Definitions.validate_loadable(defs)
-    assert len(list(defs.resolve_all_asset_specs())) == 12
+    assert len(list(defs.resolve_all_asset_specs())) == 18
 
 
 def test_every_asset_materializes_for_a_multi_partition_key(settings: Settings, instance: dg.DagsterInstance) -> None:
