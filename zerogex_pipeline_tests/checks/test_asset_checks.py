@@ -113,7 +113,9 @@ def test_every_check_passes_on_a_normal_day_and_an_early_close(
     assert meta(chain_eval, "rows_checked") > 1000
     levels_eval = seen["levels_plausibility"][0]
     assert meta(levels_eval, "rows_checked") == snapshots
-    assert meta(levels_eval, "surface_rows") > 0  # both expirations' surfaces of the date were loaded
+    surface_rows = sum(e.materialization.metadata["dagster/row_count"].value for r in results[1:-1]
+                       for e in r.get_asset_materialization_events() if e.asset_key.path[-1] == "gex_surface")
+    assert meta(levels_eval, "surface_rows") == surface_rows > 0  # every expiration's surface of the date
     assert meta(levels_eval, "worst_total_error_rel") < 1e-12
     # the results are stored against the partition for the UI
     key = dg.AssetCheckKey(dg.AssetKey(["spy", "gex_surface"]), "gex_reconciliation")
@@ -264,3 +266,23 @@ def test_implausible_levels_fail_the_levels_check(pipeline: Pipeline, monkeypatc
         assert not check.passed and problem in str(meta(check, "problems")), problem
         assert not result.success
     assert evaluations(pipeline.run(["gex_levels"], DAY.isoformat()))["levels_plausibility"].passed
+
+
+def test_a_single_run_range_of_bars_is_checked_session_by_session(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def run_range() -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            [*pipeline.assets, *pipeline.checks], selection=[pipeline.by_name["underlying_bars"].key],
+            instance=pipeline.instance, resources=build_resources(pipeline.settings), raise_on_error=False,
+            tags={"dagster/asset_partition_range_start": "2024-07-02", "dagster/asset_partition_range_end": "2024-07-05"},
+        )
+
+    result = run_range()  # Jul 2, the Jul 3 early close and Jul 5 (Jul 4 is not a partition)
+    check = evaluations(result)["bars_continuity_and_coverage"]
+    assert result.success and check.passed
+    assert meta(check, "sessions") == 3 and meta(check, "bars_required") == 390 + 210 + 390
+    use_source(monkeypatch, CorruptMarket(bars=lambda b: b.iloc[:-1] if b["ts"].iloc[-1].day == 3 else b))
+    result = run_range()
+    check = evaluations(result)["bars_continuity_and_coverage"]
+    assert not check.passed and "2024-07-03 13:00:00 ET" in str(meta(check, "problems"))

@@ -3,7 +3,7 @@
 Each check is partitioned like its asset (``partitions_def``), so it loads exactly the partition just
 materialized through the asset's IO manager (the chain and surface checks a ``date|expiration`` key of the
 dynamic multi-partitions; the levels check the date, with every expiration's surface of that date through
-the inferred date-dimension mapping) and its result is recorded against that partition. All are
+the date-dimension mapping Dagster infers) and its result is recorded against that partition. All are
 ``blocking=True`` with severity ERROR: a failure stops the downstream assets of the same run (the surface
 after a bad chain, for instance). The rules and tolerances live in :mod:`zerogex_pipeline.analytics.validation`.
 
@@ -178,12 +178,10 @@ def _build(
         name="levels_plausibility",
         blocking=True,
         partitions_def=trading_day_partitions(),
-        additional_ins={
-            "gex_surface": dg.AssetIn(
-                key=surface.key,
-                partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="date"),
-            )
-        },
+        # Dagster 1.13 drops an AssetIn's partition_mapping on checks (AssetChecksDefinition.create passes
+        # none) and infers MultiToSingleDimensionPartitionMapping over the shared `date` dimension: every
+        # expiration's surface of the date, as gex_levels itself loads (the tests compare row counts).
+        additional_ins={"gex_surface": dg.AssetIn(key=surface.key)},
         description=(
             "Per snapshot, total call/put/net GEX equal the sums of that date's gex_surface by strike over "
             f"every expiration within a relative {validation.RECONCILE_RTOL:g} of the gross GEX, with call >= 0 "
