@@ -23,12 +23,10 @@ import pandas as pd
 from zerogex_pipeline import market_calendar
 from zerogex_pipeline.analytics.alerts import EVENT_KINDS, detect_events
 from zerogex_pipeline.defs.alerts import ledger
-from zerogex_pipeline.defs.alerts.store import store_session
 from zerogex_pipeline.defs.alerts.webhook import post_alert
 from zerogex_pipeline.defs.partitions import trading_day_partitions
 from zerogex_pipeline.schemas import GEX_ALERTS
 from zerogex_pipeline.settings import Settings, redact_webhook_url
-from zerogex_pipeline.storage.table_slices import StorageError
 from zerogex_pipeline.underlyings import Underlying
 
 PAYLOAD_FIELDS = ("event_id", "underlying", "session_date", "snapshot_ts", "kind", "direction", "spot", "level",
@@ -93,13 +91,9 @@ def build_alert_assets(
         now = market_calendar.utc_now()
         today = now.tz_convert(market_calendar.NEW_YORK).date()
         live = date == today
-        claimed: set[str] = set()
-        with store_session(settings, underlying.key, create=True) as session:
-            if session is None:  # create=True always opens the store
-                raise StorageError(f"{underlying.key}.gex_alert_ledger: the store could not be opened")
-            if live:
-                claimed = ledger.claim(session, events, now, context.run.run_id)
-            stamps = ledger.announced(session, date)
+        claimed, stamps = ledger.claim_and_read(
+            settings, underlying.key, events, date, announce=live, now=now, run_id=context.run.run_id
+        )
         deliveries = {"ok": 0, "failed": 0}
         for _, event in events[events["event_id"].isin(claimed)].iterrows():
             context.log.warning(f"GEX alert: {event['message']} [{event['event_id']}]")

@@ -15,13 +15,16 @@ webhook POST loses that announcement rather than repeating it.
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pandas as pd
 
-from zerogex_pipeline.defs.alerts.store import StoreSession
+from zerogex_pipeline.defs.alerts.store import StoreConflictError, StoreSession, store_session
+from zerogex_pipeline.settings import Settings
 from zerogex_pipeline.storage.table_slices import quote_ident
 
 LEDGER_TABLE = "gex_alert_ledger"
+CONFLICT_RETRIES = 20
 
 _DUCKDB_DDL = """
 CREATE TABLE IF NOT EXISTS {table} (
@@ -75,3 +78,28 @@ def announced(session: StoreSession, session_date: dt.date) -> dict[str, pd.Time
 def _utc(value: object) -> pd.Timestamp:
     ts = pd.Timestamp(value)  # type: ignore[arg-type]
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def claim_and_read(
+    settings: Settings, schema: str, events: pd.DataFrame, session_date: dt.date, announce: bool,
+    now: pd.Timestamp, run_id: str,
+) -> tuple[set[str], dict[str, pd.Timestamp]]:
+    """In one transaction: claim ``events`` when ``announce`` (else claim nothing), then read the
+    ``event_id -> announced_at`` of ``session_date``. Returns ``(claimed ids, announced times)``.
+
+    On DuckDB, two transactions of one process inserting the same ids conflict instead of waiting; the
+    loser is rolled back and retried (up to ``CONFLICT_RETRIES`` times, 50 ms apart), and then finds the
+    ids taken. PostgreSQL's ``ON CONFLICT DO NOTHING`` waits for the other transaction by itself.
+    """
+    for attempt in range(CONFLICT_RETRIES + 1):
+        try:
+            with store_session(settings, schema, create=True) as session:
+                if session is None:
+                    raise StoreConflictError(f"{schema}.{LEDGER_TABLE}: the store could not be opened")
+                claimed = claim(session, events, now, run_id) if announce else set()
+                return claimed, announced(session, session_date)
+        except StoreConflictError:
+            if attempt == CONFLICT_RETRIES:
+                raise
+            time.sleep(0.05)
+    raise AssertionError("unreachable")  # the loop returns or raises

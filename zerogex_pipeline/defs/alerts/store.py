@@ -22,6 +22,10 @@ from zerogex_pipeline.settings import Settings
 from zerogex_pipeline.storage.table_slices import StorageError, quote_ident
 
 
+class StoreConflictError(StorageError):
+    """A concurrent transaction wrote the same rows first (DuckDB's optimistic concurrency); retry."""
+
+
 class StoreSession:
     """One open connection to the store; :meth:`rows` runs a statement and returns its rows."""
 
@@ -93,6 +97,8 @@ def store_session(settings: Settings, schema: str, create: bool = False) -> Iter
             dconn.rollback()
             raise
         dconn.commit()
+    except (duckdb.TransactionException, duckdb.ConstraintException) as exc:
+        raise StoreConflictError(f"{path}: {schema}: concurrent write conflict: {exc}") from None
     except duckdb.Error as exc:
         raise StorageError(f"{path}: {schema} alerts/backtest query failed: {exc}") from None
     finally:
