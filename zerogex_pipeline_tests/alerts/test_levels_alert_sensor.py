@@ -76,3 +76,28 @@ def test_the_sensors_requests_resolve_against_the_definitions(settings, instance
     with dg.build_sensor_context(instance_ref=instance.get_ref(), definitions=defs) as ctx:
         data = sensor.evaluate_tick(ctx)
     assert [r.partition_key for r in data.run_requests] == ["2024-06-14"]
+
+
+def test_alerts_sensor_and_backtest_wire_into_definitions_for_every_underlying(tmp_path) -> None:
+    from zerogex_pipeline.defs.automation.intraday_refresh import build_intraday_refresh_sensor
+    from zerogex_pipeline.defs.backtest import build_regime_backtest
+    from zerogex_pipeline.settings import load_settings
+
+    settings = load_settings({"ZEROGEX_UNDERLYINGS": "SPY,SPX,QQQ", "ZEROGEX_DATA_DIR": str(tmp_path)}, env_file=None)
+    assets, sensors = [], []
+    for u in settings.underlyings:
+        core = build_underlying_assets(u, settings)
+        [alerts] = build_alert_assets(u, settings, "duckdb", core[-1])
+        backtest = build_regime_backtest(u, settings, "duckdb", core[0], core[-1])
+        assets += [*core, alerts, backtest]
+        sensors += [build_intraday_refresh_sensor(u, settings, core), build_levels_alert_sensor(u, core[-1], alerts)]
+    defs = dg.Definitions(assets=assets, sensors=sensors, resources=build_resources(settings))
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    for key in ("spy", "spx", "qqq"):
+        assert graph.get(dg.AssetKey([key, "gex_alerts"])).parent_keys == {dg.AssetKey([key, "gex_levels"])}
+        assert graph.get(dg.AssetKey([key, "gex_regime_backtest"])).parent_keys == {
+            dg.AssetKey([key, "gex_levels"]), dg.AssetKey([key, "underlying_bars"])}
+        assert defs.resolve_sensor_def(f"{key}_levels_alerts").default_status == dg.DefaultSensorStatus.RUNNING
+    for spec in defs.resolve_all_asset_specs():
+        assert spec.metadata["dagster/column_schema"].columns and "USD" in (spec.description or "")
