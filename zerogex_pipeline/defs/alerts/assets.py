@@ -14,6 +14,8 @@ Announcing (log at WARNING, and a JSON POST to ``ZEROGEX_ALERT_WEBHOOK_URL`` whe
    again.
 
 The stored ``announced_at`` is the ledger's time for the event (null when it was never announced).
+An event is announced when a run first sees it: if the pipeline was down, that can be later than the
+snapshot (the message carries the snapshot time).
 A webhook failure is logged (host only, status or error type) and does not fail the run.
 """
 

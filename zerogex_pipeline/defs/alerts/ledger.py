@@ -53,7 +53,8 @@ def claim(session: StoreSession, events: pd.DataFrame, announced_at: pd.Timestam
     ensure_ledger(session)
     when = pd.Timestamp(announced_at).tz_convert("UTC").to_pydatetime()
     values: list[object] = []
-    for e in events.itertuples(index=False):
+    # one insertion order (by id) for every run, so two PostgreSQL transactions never wait on each other in a cycle
+    for e in events.sort_values("event_id").itertuples(index=False):
         values += [str(e.event_id), str(e.underlying), pd.Timestamp(e.session_date).date(), str(e.kind), when, run_id]
     placeholders = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(events))
     rows = session.rows(
@@ -89,7 +90,8 @@ def claim_and_read(
 
     On DuckDB, two transactions of one process inserting the same ids conflict instead of waiting; the
     loser is rolled back and retried (up to ``CONFLICT_RETRIES`` times, 50 ms apart), and then finds the
-    ids taken. PostgreSQL's ``ON CONFLICT DO NOTHING`` waits for the other transaction by itself.
+    ids taken. PostgreSQL's ``ON CONFLICT DO NOTHING`` waits for the other transaction by itself (a
+    deadlock or serialization failure, not expected with the sorted inserts, is retried the same way).
     """
     for attempt in range(CONFLICT_RETRIES + 1):
         try:

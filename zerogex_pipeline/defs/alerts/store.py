@@ -76,6 +76,8 @@ def store_session(settings: Settings, schema: str, create: bool = False) -> Iter
             migrate(conn, schema)
             with conn.transaction():
                 yield StoreSession("postgres", conn, schema)
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+            raise StoreConflictError(f"{schema}: concurrent write conflict: {type(exc).__name__}") from None
         except psycopg.Error as exc:
             raise describe_error(exc, url, f"{schema} alerts/backtest query") from None
         finally:
