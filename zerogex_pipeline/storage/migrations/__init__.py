@@ -15,7 +15,11 @@ from dataclasses import dataclass
 from hashlib import sha256
 from types import ModuleType
 
-from zerogex_pipeline.storage.migrations import m0001_initial, m0002_analytics_engine_columns, m0003_alerts_and_backtest
+from zerogex_pipeline.storage.migrations import (
+    m0001_initial,
+    m0002_analytics_engine_columns,
+    m0003_alerts_and_backtest,
+)
 
 
 @dataclass(frozen=True)
