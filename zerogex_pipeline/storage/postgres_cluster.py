@@ -5,6 +5,11 @@
 When the current user is root, the server binaries run as the ``postgres`` OS user (PostgreSQL
 refuses to run as root) through ``runuser``; the data directory is then owned by that user.
 It is never used for production data: ``durable=False`` also turns fsync off.
+
+When the server's package library folder holds TimescaleDB (``timescaledb.so``), the cluster
+preloads it (``shared_preload_libraries``, telemetry off) so ``CREATE EXTENSION timescaledb`` works;
+``timescaledb=False`` (or ``ZEROGEX_PG_TIMESCALEDB=0``) starts a plain PostgreSQL instead, which is how
+the tests are run as CI runs them (no TimescaleDB).
 """
 
 from __future__ import annotations
@@ -41,6 +46,22 @@ def find_pg_bin() -> Path | None:
     return None
 
 
+def timescaledb_library(pg_bin: Path) -> Path | None:
+    """The installed ``timescaledb.so`` of the server in ``pg_bin`` (``pg_config --pkglibdir``), if any."""
+    pg_bin = (pg_bin / "pg_ctl").resolve().parent  # PATH may hold symlinks (/usr/local/bin/pg_ctl)
+    candidates: list[Path] = []
+    pg_config = pg_bin / "pg_config"
+    if pg_config.exists():
+        done = subprocess.run([str(pg_config), "--pkglibdir"], capture_output=True, text=True, check=False, timeout=30)
+        if done.returncode == 0 and done.stdout.strip():
+            candidates.append(Path(done.stdout.strip()))
+    candidates.append(pg_bin.parent / "lib")  # Debian: /usr/lib/postgresql/<major>/{bin,lib}
+    for folder in candidates:
+        if (folder / "timescaledb.so").exists():
+            return folder / "timescaledb.so"
+    return None
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as s:
@@ -49,9 +70,13 @@ def free_port() -> int:
 
 
 class ThrowawayCluster:
-    """A private PostgreSQL cluster: ``start()``, use ``url``, ``restart()``, ``stop()`` (deletes it)."""
+    """A private PostgreSQL cluster: ``start()``, use ``url``, ``restart()``, ``stop()`` (deletes it).
 
-    def __init__(self, durable: bool = False) -> None:
+    ``timescaledb``: preload the extension's library (``None``: when installed, unless
+    ``ZEROGEX_PG_TIMESCALEDB=0``). ``self.timescaledb`` says whether it is preloaded.
+    """
+
+    def __init__(self, durable: bool = False, timescaledb: bool | None = None) -> None:
         pg_bin = find_pg_bin()
         if pg_bin is None:
             raise ClusterUnavailableError(
@@ -59,6 +84,9 @@ class ThrowawayCluster:
             )
         self.pg_bin = pg_bin
         self.durable = durable
+        if timescaledb is None:
+            timescaledb = os.environ.get("ZEROGEX_PG_TIMESCALEDB", "").strip() != "0"
+        self.timescaledb = timescaledb and timescaledb_library(pg_bin) is not None
         self.port = free_port()
         self.password = secrets.token_urlsafe(12)
         self.root = Path(tempfile.mkdtemp(prefix="zerogex_pg_"))
@@ -104,6 +132,9 @@ class ThrowawayCluster:
             )
             pwfile.unlink()
         opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=60"
+        if self.timescaledb:
+            opts += " -c shared_preload_libraries=timescaledb -c timescaledb.telemetry_level=off"
+            opts += " -c max_worker_processes=24"
         if not self.durable:
             opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         else:

@@ -1,19 +1,31 @@
 """Vectorized encoder of pandas frames into PostgreSQL's binary ``COPY`` format.
 
 ``COPY ... FROM STDIN (FORMAT BINARY)`` is the fastest way into PostgreSQL, but feeding it row by row
-from Python (``copy.write_row``) spends most of its time boxing values. This module builds the whole
-binary stream with numpy instead: every column becomes fixed-width big-endian fields (``float8``,
-``int8``, ``date``, ``timestamptz``) or variable-width UTF-8 text, and the fields are scattered into one
-buffer. Text columns are factorized first, so each distinct string is encoded once.
+from Python (``copy.write_row``) spends most of its time boxing values. This module builds the stream
+with numpy structured arrays instead, a handful of array assignments per column and no per-row
+Python:
+
+1. every column becomes native values (``float8``, ``int8``, ``date``, ``timestamptz``) or, for text,
+   factorized codes into its distinct UTF-8 strings (each distinct string is encoded once);
+2. each row's *layout* is the tuple of its field lengths (``-1`` for ``NULL``, the UTF-8 byte length
+   for text, the fixed width otherwise). Rows sharing a layout have the same byte size, so a group of
+   them is one packed structured array (``>i2`` field count, then per field ``>i4`` length and the
+   big-endian value or ``S<len>`` bytes) filled column by column and serialized with ``tobytes()``;
+3. the stream is the signature, the groups' bytes, and the trailer.
+
+Rows come out grouped by layout (stable within a group), so the physical row order can differ from
+the frame's; the rows themselves are identical (``COPY`` has no row order, every read orders by the
+primary key). A chain partition has a handful of layouts (symbol lengths, which greeks are ``NULL``).
 
 Conventions (PostgreSQL binary format, protocol docs "COPY"): ``date`` is int32 days since
-2000-01-01; ``timestamptz`` is int64 microseconds since 2000-01-01 00:00 UTC; ``NULL`` is a field
-length of -1. Pandas NaN/NaT/NA become ``NULL``.
+2000-01-01; ``timestamptz`` is int64 microseconds since 2000-01-01 00:00 UTC (sub-microsecond parts
+are floored); ``NULL`` is a field length of -1. Pandas NaN/NaT/NA become ``NULL``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -29,80 +41,165 @@ COPY_TRAILER = b"\xff\xff"
 _PG_EPOCH_DAYS = 10957  # days from 1970-01-01 to 2000-01-01
 _PG_EPOCH_US = _PG_EPOCH_DAYS * 86_400 * 1_000_000
 
-U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
+U8 = npt.NDArray[np.uint8]
+
+_BIG_ENDIAN = {"double": ">f8", "bigint": ">i8", "timestamptz": ">i8", "date": ">i4"}
 
 
-class _Field:
-    """One column's encoded fields: data bytes (flat) and per-row data length (-1 = NULL)."""
+@dataclass
+class _Column:
+    """One column ready to encode.
 
-    def __init__(self, data: U8, lengths: I64, width: int | None) -> None:
-        self.data = data
-        self.lengths = lengths
-        self.width = width  # fixed data width when no row is NULL, else None
+    ``values`` holds native fixed-width values (length ``width`` bytes each), or for text the
+    factorized ``codes`` into ``uniques`` (``S<max>`` bytes, lengths ``unique_lengths``).
+    ``lengths`` is the per-row field length (-1 = NULL), or ``None`` when every row has ``width``.
+    """
 
-
-def _fixed(values: npt.NDArray[np.generic], null: npt.NDArray[np.bool_], big_endian: str) -> _Field:
-    encoded = np.ascontiguousarray(values.astype(big_endian))
-    width = encoded.dtype.itemsize
-    n = len(values)
-    if not null.any():
-        return _Field(encoded.view(np.uint8), np.full(n, width, dtype=np.int64), width)
-    kept = encoded[~null]
-    lengths = np.where(null, -1, width).astype(np.int64)
-    return _Field(np.ascontiguousarray(kept).view(np.uint8), lengths, None)
+    values: npt.NDArray[np.generic]
+    lengths: npt.NDArray[np.int32] | None
+    width: int
+    big_endian: str = ""
+    uniques: npt.NDArray[np.bytes_] | None = None
 
 
-def _text(series: pd.Series) -> _Field:
-    codes, uniques = pd.factorize(series, use_na_sentinel=True)
-    encoded = [str(u).encode("utf-8") for u in uniques]
-    ulen = np.fromiter((len(b) for b in encoded), dtype=np.int64, count=len(encoded))
-    ubytes = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-    uoff = np.cumsum(ulen) - ulen
-    null = codes < 0
-    safe = np.where(null, 0, codes)
-    lengths = np.where(null, -1, ulen[safe] if len(ulen) else 0).astype(np.int64)
-    data_len = np.maximum(lengths, 0)
-    total = int(data_len.sum())
-    if total == 0:
-        return _Field(np.empty(0, dtype=np.uint8), lengths, None)
-    row_start = np.cumsum(data_len) - data_len
-    src = np.arange(total, dtype=np.int64) + np.repeat(uoff[safe] - row_start, data_len)
-    return _Field(ubytes[src], lengths, None)
+def _datetime_values(series: pd.Series, unit: str, utc: bool) -> I64:
+    """int64 count of ``unit`` since 1970 (NaT -> arbitrary; callers mask nulls)."""
+    if utc and not isinstance(series.dtype, pd.DatetimeTZDtype):
+        series = pd.to_datetime(series, utc=True)
+    elif not utc and not (isinstance(series.dtype, np.dtype) and series.dtype.kind == "M"):
+        series = pd.to_datetime(series)
+        if isinstance(series.dtype, pd.DatetimeTZDtype):
+            series = series.dt.tz_convert("America/New_York").dt.tz_localize(None)
+    array = series.array.as_unit(unit)  # type: ignore[attr-defined]
+    return np.asarray(array.asi8, dtype=np.int64)
 
 
-def _encode_column(series: pd.Series, kind: str) -> _Field:
+def _prepare(series: pd.Series, kind: str, name: str) -> _Column:
+    null = series.isna().to_numpy(dtype=bool)
+    has_null = bool(null.any())
     if kind == "text":
-        return _text(series)
-    null = series.isna().to_numpy()
+        codes, uniques = pd.factorize(series, use_na_sentinel=True)
+        encoded = [str(u).encode("utf-8") for u in uniques]
+        ulen = np.fromiter((len(b) for b in encoded), dtype=np.int32, count=len(encoded))
+        width = int(ulen.max()) if len(ulen) else 0
+        table = np.array(encoded, dtype=f"S{max(width, 1)}") if encoded else np.empty(0, dtype="S1")
+        codes = np.asarray(codes, dtype=np.int64)
+        if not has_null and len(ulen) and (ulen == ulen[0]).all():
+            return _Column(codes, None, int(ulen[0]), uniques=table)
+        lengths = np.where(codes < 0, -1, ulen[np.maximum(codes, 0)] if len(ulen) else 0).astype(np.int32)
+        return _Column(codes, lengths, width, uniques=table)
     if kind == "double":
-        return _fixed(series.to_numpy(dtype=np.float64, na_value=np.nan), null, ">f8")
-    if kind == "bigint":
-        return _fixed(series.fillna(0).to_numpy(dtype=np.int64), null, ">i8")
-    if kind == "timestamptz":
-        stamps = pd.to_datetime(series, utc=True)
-        us = stamps.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]")
-        raw = us.to_numpy().view(np.int64) - _PG_EPOCH_US
-        return _fixed(raw, null, ">i8")
-    if kind == "date":
-        days = pd.to_datetime(series).astype("datetime64[s]").to_numpy().view(np.int64) // 86_400
-        return _fixed((days - _PG_EPOCH_DAYS).astype(np.int32), null, ">i4")
-    raise ValueError(f"binary COPY: unsupported column kind {kind!r}")
+        values: npt.NDArray[np.generic] = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    elif kind == "bigint":
+        values = (series.fillna(0) if has_null else series).to_numpy(dtype=np.int64)
+    elif kind == "timestamptz":
+        values = _datetime_values(series, "us", utc=True) - _PG_EPOCH_US
+    elif kind == "date":
+        values = (_datetime_values(series, "s", utc=False) // 86_400 - _PG_EPOCH_DAYS).astype(np.int32)
+    else:
+        raise ValueError(f"binary COPY: column {name!r} has unsupported kind {kind!r}")
+    big_endian = _BIG_ENDIAN[kind]
+    width = np.dtype(big_endian).itemsize
+    field_lengths = np.where(null, -1, width).astype(np.int32) if has_null else None
+    return _Column(values, field_lengths, width, big_endian=big_endian)
+
+
+def _layout_groups(columns: Sequence[_Column], n: int) -> list[I64]:
+    """Row indices of each distinct layout (groups in order of first appearance, rows stable)."""
+    varying = [c.lengths for c in columns if c.lengths is not None]
+    if not varying:
+        return [np.arange(n, dtype=np.int64)]
+    # Mixed-radix key of the varying lengths (each in -1..max); np.unique on rows when it would overflow.
+    key = np.zeros(n, dtype=np.int64)
+    radix = 1
+    for lengths in varying:
+        span = int(lengths.max()) + 2
+        if radix > (2**62) // span:
+            key = np.unique(np.stack(varying, axis=1), axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
+            break
+        key += (lengths.astype(np.int64) + 1) * radix
+        radix *= span
+    codes, _ = pd.factorize(key)  # first-appearance order
+    if len(_) == 1:
+        return [np.arange(n, dtype=np.int64)]
+    order = np.argsort(codes, kind="stable")
+    counts = np.bincount(codes)
+    return np.split(order, np.cumsum(counts)[:-1])
+
+
+def _layout(columns: Sequence[_Column], row: int) -> tuple[np.dtype, bytes]:
+    """The packed row dtype of ``row``'s layout and its constant bytes (count and field lengths)."""
+    fields: list[tuple[str, str]] = [("n", ">i2")]
+    lengths: list[int] = []
+    for i, c in enumerate(columns):
+        length = c.width if c.lengths is None else int(c.lengths[row])
+        lengths.append(length)
+        fields.append((f"l{i}", ">i4"))
+        if length > 0:
+            fields.append((f"v{i}", f"S{length}" if c.uniques is not None else c.big_endian))
+    dtype = np.dtype(fields)
+    template = np.zeros(1, dtype=dtype)
+    template["n"] = len(columns)
+    for i, length in enumerate(lengths):
+        template[f"l{i}"] = length
+    return dtype, template.tobytes()
+
+
+def _encode_rows(columns: Sequence[_Column], rows: I64, dtype: np.dtype, template: bytes, out: U8) -> None:
+    """Fill ``out`` (``len(rows) * dtype.itemsize`` bytes) with the rows, all of one layout."""
+    m = len(rows)
+    grid = out.reshape(m, dtype.itemsize)
+    grid[:] = np.frombuffer(template, dtype=np.uint8)  # count and lengths: one contiguous fill
+    whole = m == len(columns[0].values) and m and rows[-1] == m - 1  # all rows in order: no gather
+    for i, c in enumerate(columns):
+        field = dtype.fields.get(f"v{i}") if dtype.fields else None
+        if field is None:
+            continue
+        taken = c.values if whole else c.values[rows]
+        encoded = c.uniques[taken] if c.uniques is not None else taken.astype(c.big_endian)
+        width, offset = field[0].itemsize, field[1]
+        if c.uniques is not None and encoded.dtype.itemsize != width:
+            encoded = encoded.astype(field[0])
+        grid[:, offset : offset + width] = encoded.view(np.uint8).reshape(m, width)
+
+
+def _columns_for(frame: pd.DataFrame, schema: AssetSchema, columns: Sequence[str] | None) -> list[_Column]:
+    names = list(columns) if columns is not None else schema.column_names
+    kinds = {c.name: c.kind for c in schema.columns}
+    unknown = [c for c in names if c not in kinds]
+    if unknown:
+        raise ValueError(f"binary COPY into {schema.name}: columns {unknown} are not in the schema")
+    absent = [c for c in names if c not in frame.columns]
+    if absent:
+        raise ValueError(f"binary COPY into {schema.name}: frame lacks columns {absent}")
+    return [_prepare(frame[name], kinds[name], name) for name in names] if len(frame) else []
 
 
 def iter_binary_copy(
-    frame: pd.DataFrame, schema: AssetSchema, rows_per_chunk: int = 8192, columns: Sequence[str] | None = None
-) -> Iterator[bytes]:
-    """The binary ``COPY`` stream of ``frame`` in pieces of ``rows_per_chunk`` rows.
+    frame: pd.DataFrame, schema: AssetSchema, rows_per_chunk: int = 4096, columns: Sequence[str] | None = None
+) -> Iterator[memoryview]:
+    """The binary ``COPY`` stream of ``frame``: signature, pieces of up to ``rows_per_chunk`` rows, trailer.
 
-    Writing each piece as soon as it is encoded lets the server parse one piece while the next is
-    encoded. The first piece carries the signature, the last the trailer.
+    Columns are converted once; each piece is encoded only when asked for, so a writer that sends
+    pieces from another thread (psycopg's ``QueuedLibpqWriter``) overlaps encoding with the server's
+    parsing. Same bytes as :func:`encode_binary_copy` (same row order), split differently.
+
+    Raises:
+        ValueError: ``rows_per_chunk`` < 1, or a column is not in ``schema`` or missing from ``frame``.
     """
-    n = len(frame)
-    starts = list(range(0, n, rows_per_chunk)) or [0]
-    for i, start in enumerate(starts):
-        part = frame.iloc[start : start + rows_per_chunk]
-        yield encode_binary_copy(part, schema, columns, header=i == 0, trailer=i == len(starts) - 1)
+    if rows_per_chunk < 1:
+        raise ValueError(f"binary COPY: rows_per_chunk must be >= 1, got {rows_per_chunk}")
+    prepared = _columns_for(frame, schema, columns)
+    yield memoryview(COPY_SIGNATURE)
+    for rows in _layout_groups(prepared, len(frame)) if prepared else []:
+        dtype, template = _layout(prepared, int(rows[0]))
+        for start in range(0, len(rows), rows_per_chunk):
+            chunk = rows[start : start + rows_per_chunk]
+            out = np.empty(len(chunk) * dtype.itemsize, dtype=np.uint8)
+            _encode_rows(prepared, chunk, dtype, template, out)
+            yield memoryview(out.data)
+    yield memoryview(COPY_TRAILER)
 
 
 def encode_binary_copy(
@@ -114,46 +211,25 @@ def encode_binary_copy(
 ) -> bytes:
     """The binary ``COPY`` stream (signature, rows, trailer) of ``frame``'s schema columns.
 
-    ``frame`` must already be conformed to ``schema`` (see :meth:`AssetSchema.conform`); columns are
-    written in ``columns`` order (default: the schema's), which must match the ``COPY`` column list.
-    ``header``/``trailer`` False leave out the signature/trailer (for a stream sent in pieces).
+    ``frame`` should be conformed to ``schema`` (see :meth:`AssetSchema.conform`; other datetime-like
+    or numeric inputs are converted); columns are written in ``columns`` order (default: the
+    schema's), which must match the ``COPY`` column list. ``header``/``trailer`` False leave out the
+    signature/trailer (for a stream sent in pieces). Rows are grouped by layout (see module doc).
+
+    Raises:
+        ValueError: a column is not in ``schema``, or missing from ``frame``.
     """
-    names = list(columns) if columns is not None else schema.column_names
-    kinds = {c.name: c.kind for c in schema.columns}
-    n = len(frame)
-    fields = [_encode_column(frame[name], kinds[name]) for name in names]
-    row_len = np.full(n, 2, dtype=np.int64)
-    for f in fields:
-        row_len += 4 + np.maximum(f.lengths, 0)
-    head = len(COPY_SIGNATURE) if header else 0
-    body = int(row_len.sum())
-    buf = np.empty(head + body + (len(COPY_TRAILER) if trailer else 0), dtype=np.uint8)
-    if header:
-        buf[:head] = np.frombuffer(COPY_SIGNATURE, dtype=np.uint8)
-    if trailer:
-        buf[head + body :] = np.frombuffer(COPY_TRAILER, dtype=np.uint8)
-    if n:
-        pos = head + np.cumsum(row_len) - row_len
-        _scatter_fixed(buf, pos, np.full(n, len(names), dtype=">i2").view(np.uint8), 2)
-        pos = pos + 2
-        for f in fields:
-            _scatter_fixed(buf, pos, f.lengths.astype(">i4").view(np.uint8), 4)
-            pos = pos + 4
-            if f.width is not None:
-                _scatter_fixed(buf, pos, f.data, f.width)
-                pos = pos + f.width
-            else:
-                data_len = np.maximum(f.lengths, 0)
-                total = int(data_len.sum())
-                if total:
-                    src_start = np.cumsum(data_len) - data_len
-                    dest = np.arange(total, dtype=np.int64) + np.repeat(pos - src_start, data_len)
-                    buf[dest] = f.data
-                pos = pos + data_len
-    return buf.tobytes()
-
-
-def _scatter_fixed(buf: U8, pos: I64, data: U8, width: int) -> None:
-    """Write ``width`` bytes per row at ``pos`` (row-major ``data``)."""
-    dest = pos[:, None] + np.arange(width, dtype=np.int64)[None, :]
-    buf[dest] = data.reshape(len(pos), width)
+    prepared = _columns_for(frame, schema, columns)
+    head = COPY_SIGNATURE if header else b""
+    tail = COPY_TRAILER if trailer else b""
+    groups = _layout_groups(prepared, len(frame)) if prepared else []
+    layouts = [_layout(prepared, int(rows[0])) for rows in groups]
+    sizes = [len(rows) * dtype.itemsize for rows, (dtype, _) in zip(groups, layouts, strict=True)]
+    out = np.empty(len(head) + sum(sizes) + len(tail), dtype=np.uint8)
+    out[: len(head)] = np.frombuffer(head, dtype=np.uint8)
+    pos = len(head)
+    for rows, (dtype, template), size in zip(groups, layouts, sizes, strict=True):
+        _encode_rows(prepared, rows, dtype, template, out[pos : pos + size])
+        pos += size
+    out[pos:] = np.frombuffer(tail, dtype=np.uint8)
+    return out.tobytes()
