@@ -54,6 +54,7 @@ from zerogex_pipeline.storage.table_slices import (
     qualified_name,
     quote_ident,
     select_slice,
+    slice_lock_keys,
     slice_schema,
     where_clause,
 )
@@ -285,10 +286,21 @@ def forget_prepared_schemas() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def slice_lock_key(table_slice: TableSlice) -> str:
-    """Advisory-lock key of a slice: table plus its bound partition values."""
-    clause, params = where_clause(table_slice, "%s")
-    return f"zerogex:{table_slice.schema}.{table_slice.table}:{clause}:{params!r}"
+def lock_slice(connection: psycopg.Connection, table_slice: TableSlice) -> None:
+    """Take the slice's transaction-scoped advisory locks (see :func:`table_slices.slice_lock_keys`).
+
+    Overlapping slices (two date ranges of one table sharing days) wait for each other; disjoint ones
+    (other days, other expirations of the same day) run concurrently.
+    """
+    table_key, keys = slice_lock_keys(table_slice)
+    if not keys:
+        connection.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [table_key])
+        return
+    connection.execute("SELECT pg_advisory_xact_lock_shared(hashtextextended(%s, 0))", [table_key])
+    # unnest yields the (sorted) keys in array order, so every writer locks them in the same order.
+    connection.execute(
+        "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM unnest(%s::text[]) AS k", [keys]
+    )
 
 
 def copy_frame(cursor: psycopg.Cursor[Any], qualified: str, frame: pd.DataFrame, schema: AssetSchema) -> None:
@@ -353,9 +365,7 @@ class PostgresPartitionClient(DbClient):
 
     @staticmethod
     def delete_table_slice(context: dg.OutputContext, table_slice: TableSlice, connection: Any) -> None:
-        connection.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [slice_lock_key(table_slice)]
-        )
+        lock_slice(connection, table_slice)
         clause, params = where_clause(table_slice, "%s")
         connection.execute(f"DELETE FROM {qualified_name(table_slice)} WHERE {clause}".encode(), params)
 

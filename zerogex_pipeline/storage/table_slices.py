@@ -105,6 +105,45 @@ def _tz() -> dt.tzinfo:
     return ZoneInfo(NEW_YORK)
 
 
+MAX_SLICE_LOCKS = 128
+"""Beyond this many partition keys a slice write locks its whole table (see :func:`slice_lock_keys`)."""
+
+
+def _dimension_keys(dim: TablePartitionDimension, kind: str) -> list[str]:
+    if isinstance(dim.partitions, TimeWindow):
+        first = dim.partitions.start.astimezone(_tz()).date()
+        end = dim.partitions.end.astimezone(_tz())
+        # A window ending exactly at midnight stops the day before; a timestamp window covers every day it touches.
+        last = end.date() if kind != "date" and end.time() != dt.time(0) else end.date() - dt.timedelta(days=1)
+        return [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+    return sorted(str(_bound_value(kind, k)) for k in dim.partitions)
+
+
+def slice_lock_keys(table_slice: TableSlice) -> tuple[str, list[str]]:
+    """Advisory-lock keys serializing writes of overlapping slices of one table.
+
+    Returns ``(table_key, partition_keys)``: one key per partition the slice covers (every
+    ``session_date`` of a time window, crossed with the keys of the other dimensions), sorted, so two
+    writers of overlapping ranges (06-10..06-14 and 06-12..06-18) share the keys of their overlap and
+    take them in the same order (no deadlock). A writer takes ``table_key`` in shared mode and then its
+    partition keys; a slice of more than :data:`MAX_SLICE_LOCKS` partitions (or an unpartitioned one)
+    returns no partition keys and takes ``table_key`` exclusively instead, which waits for every other
+    writer of the table.
+    """
+    table_key = f"zerogex:{table_slice.schema}.{table_slice.table}"
+    dims: Sequence[TablePartitionDimension] = table_slice.partition_dimensions or []
+    if not dims:
+        return table_key, []
+    schema = slice_schema(table_slice)
+    combos: list[str] = [""]
+    for dim in dims:
+        keys = _dimension_keys(dim, _column_kind(schema, dim.partition_expr))
+        if len(combos) * len(keys) > MAX_SLICE_LOCKS:
+            return table_key, []
+        combos = [f"{c}|{dim.partition_expr}={k}" for c in combos for k in keys]
+    return table_key, sorted(f"{table_key}:{c}" for c in combos)
+
+
 def display_query(table_slice: TableSlice, columns: Sequence[str] | None = None) -> str:
     """A human-readable SELECT for the slice (values inlined for display only; never executed)."""
     clause, params = where_clause(table_slice, "{}")
