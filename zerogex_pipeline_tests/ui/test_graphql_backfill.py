@@ -1,0 +1,342 @@
+"""A date-range asset backfill of SPY's four core assets through GraphQL, executed by the real daemon.
+
+``dagster-webserver`` and ``dagster-daemon`` run as subprocesses on a temporary instance (a copy of the
+repo's ``dagster.yaml``: run queue, ``tradestation_api`` pool limit 2, run retries) and a temporary
+embedded DuckDB store. The test registers the expirations over GraphQL (``addDynamicPartition``),
+POSTs ``launchPartitionBackfill`` for the four assets over a date range (``partitionNames`` +
+``assetSelection``: the trading-day bars are the root, so the daemon expands each date to its chain and
+surface over every registered expiration and to its levels), waits for the daemon to finish it, and
+reads the store: rows per date, no repeated primary key, and a second identical backfill leaves the
+store unchanged. It also checks what the event log shows of the pool.
+
+The range 2025-11-26..2025-12-01 holds Thanksgiving (closed), the 13:00 early close of 2025-11-28
+(210 one-minute bars, 43 five-minute snapshots) and a weekend.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+from dagster._core.execution.backfill import BulkActionStatus
+from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
+from dagster._core.storage.tags import BACKFILL_ID_TAG
+from dagster_graphql.client.query import LAUNCH_PARTITION_BACKFILL_MUTATION
+
+from zerogex_pipeline.defs.market_data.assets import TRADESTATION_POOL
+from zerogex_pipeline.schemas import (
+    GEX_LEVELS,
+    GEX_SURFACE,
+    OPTION_CHAIN_SNAPSHOTS,
+    UNDERLYING_BARS,
+    AssetSchema,
+)
+from zerogex_pipeline.sources.simulated import SimulatedMarket
+from zerogex_pipeline.underlyings import resolve_underlying
+from zerogex_pipeline_tests.ui.servers import (
+    LOCATION_NAME,
+    REPOSITORY_NAME,
+    DagsterProcess,
+    dagster_env,
+    free_port,
+    graphql,
+    make_dagster_home,
+    start_daemon,
+    start_webserver,
+    wait_for_location,
+)
+
+START, END = "2025-11-26", "2025-12-01"
+DATES = ["2025-11-26", "2025-11-28", "2025-12-01"]  # Thanksgiving 11-27 and the weekend are not sessions
+TRACKED = 3  # ZEROGEX_EXPIRATIONS default: nearest listed expirations per date
+BARS_PER_DAY = {"2025-11-26": 390, "2025-11-28": 210, "2025-12-01": 390}
+SNAPSHOTS_PER_DAY = {"2025-11-26": 79, "2025-11-28": 43, "2025-12-01": 79}
+POOL_LIMIT = 2  # dagster.yaml concurrency.pools.default_limit
+BACKFILL_TIMEOUT_S = 1500.0  # one backfill: ~19 runs; minutes on a loaded 2-core machine
+SCHEMA = "spy"
+TABLES: dict[str, AssetSchema] = {
+    s.name: s for s in (UNDERLYING_BARS, OPTION_CHAIN_SNAPSHOTS, GEX_SURFACE, GEX_LEVELS)
+}
+ASSET_KEYS = [["spy", name] for name in TABLES]
+REPO_SELECTOR = {"repositoryLocationName": LOCATION_NAME, "repositoryName": REPOSITORY_NAME}
+
+
+@dataclass
+class Stack:
+    """The running webserver and daemon of one test, and their instance and store."""
+
+    port: int
+    webserver: DagsterProcess
+    daemon: DagsterProcess | None
+    dagster_home: Path
+    duckdb_path: Path
+    artifacts: Path
+
+    def logs(self) -> str:
+        parts = [f"--- {p.name} log tail ---\n{p.log_tail()}" for p in (self.webserver, self.daemon) if p]
+        return "\n".join(parts)
+
+
+@pytest.fixture
+def stack(tmp_path: Path, artifacts_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    home = make_dagster_home(tmp_path / "dagster_home")
+    data_dir = tmp_path / "data"
+    env = dagster_env(home, data_dir)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # DagsterInstance.get() in this process reads the same instance
+    port = free_port()
+    webserver = start_webserver(env, artifacts_dir, port)
+    s = Stack(port, webserver, None, home, data_dir / "zerogex.duckdb", artifacts_dir)
+    try:
+        wait_for_location(port, webserver)
+        stop_default_running_automation(port)
+        s.daemon = start_daemon(env, artifacts_dir)
+        yield s
+    finally:
+        for p in (s.daemon, s.webserver):
+            if p is not None:
+                p.stop()
+
+
+AUTOMATION_QUERY = """
+query($sel: RepositorySelector!) {
+  sensorsOrError(repositorySelector: $sel) {
+    __typename ... on Sensors { results { name sensorState { id status } } }
+  }
+  schedulesOrError(repositorySelector: $sel) {
+    __typename ... on Schedules { results { name scheduleState { id status } } }
+  }
+}
+"""
+STOP_SENSOR = """
+mutation($id: String!) { stopSensor(id: $id) {
+  __typename ... on StopSensorMutationResult { instigationState { status } } ... on PythonError { message } } }
+"""
+STOP_SCHEDULE = """
+mutation($id: String!) { stopRunningSchedule(id: $id) {
+  __typename ... on ScheduleStateResult { scheduleState { status } } ... on PythonError { message } } }
+"""
+
+
+def stop_default_running_automation(port: int) -> None:
+    """Stop the sensors and schedules that default to RUNNING, before the daemon starts.
+
+    The intraday-refresh sensor would otherwise launch runs for today's session into this instance
+    during market hours, competing with the backfill for the pool; the schedules likewise at 09:00/16:30.
+    """
+    data = graphql(port, AUTOMATION_QUERY, {"sel": REPO_SELECTOR})
+    sensors = data["sensorsOrError"]["results"]
+    schedules = data["schedulesOrError"]["results"]
+    assert sensors and schedules, f"expected the refresh sensor and the schedules in {LOCATION_NAME}: {data}"
+    for mutation, items, state in ((STOP_SENSOR, sensors, "sensorState"), (STOP_SCHEDULE, schedules, "scheduleState")):
+        for item in items:
+            if item[state]["status"] == "RUNNING":
+                result = next(iter(graphql(port, mutation, {"id": item[state]["id"]}).values()))
+                assert result["__typename"] in ("StopSensorMutationResult", "ScheduleStateResult"), (item, result)
+    after = graphql(port, AUTOMATION_QUERY, {"sel": REPO_SELECTOR})
+    statuses = {i["name"]: i["sensorState"]["status"] for i in after["sensorsOrError"]["results"]}
+    statuses |= {i["name"]: i["scheduleState"]["status"] for i in after["schedulesOrError"]["results"]}
+    assert set(statuses.values()) == {"STOPPED"}, statuses
+
+
+ADD_PARTITION = """
+mutation($sel: RepositorySelector!, $name: String!, $key: String!) {
+  addDynamicPartition(repositorySelector: $sel, partitionsDefName: $name, partitionKey: $key) {
+    __typename ... on AddDynamicPartitionSuccess { partitionKey } ... on PythonError { message }
+    ... on UnauthorizedError { message } ... on DuplicateDynamicPartitionError { partitionName }
+  }
+}
+"""
+
+
+def tracked_plan() -> dict[str, list[str]]:
+    """The ``TRACKED`` nearest expirations the simulated market lists on each date of ``DATES``."""
+    market, spy = SimulatedMarket(), resolve_underlying("SPY")
+    return {
+        d: [e.isoformat() for e in market.listed_expirations(spy, dt.date.fromisoformat(d))[:TRACKED]]
+        for d in DATES
+    }
+
+
+def register_expirations(port: int, expirations: list[str]) -> None:
+    for key in expirations:
+        result = graphql(port, ADD_PARTITION, {"sel": REPO_SELECTOR, "name": "spy_expirations", "key": key})
+        assert result["addDynamicPartition"]["__typename"] == "AddDynamicPartitionSuccess", result
+
+
+BACKFILL_STATUS = """
+query($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill { status numPartitions error { message stack } }
+    ... on PythonError { message }
+  }
+}
+"""
+TERMINAL = {s.value for s in BulkActionStatus} - {"REQUESTED", "CANCELING", "FAILING"}
+
+
+def launch_backfill(stack: Stack, title: str) -> str:
+    variables = {
+        "backfillParams": {
+            "partitionNames": DATES,
+            "assetSelection": [{"path": p} for p in ASSET_KEYS],
+            "title": title,
+        }
+    }
+    result = graphql(stack.port, LAUNCH_PARTITION_BACKFILL_MUTATION, variables)["launchPartitionBackfill"]
+    assert result["__typename"] == "LaunchBackfillSuccess", result
+    return str(result["backfillId"])
+
+
+def wait_for_backfill(stack: Stack, backfill_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + BACKFILL_TIMEOUT_S
+    info: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        assert stack.daemon is not None and stack.daemon.proc.poll() is None, f"daemon exited\n{stack.logs()}"
+        info = graphql(stack.port, BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
+        assert info["__typename"] == "PartitionBackfill", info
+        if info["status"] in TERMINAL:
+            assert info["status"] in ("COMPLETED_SUCCESS", "COMPLETED"), f"backfill ended {info}\n{stack.logs()}"
+            return info
+        time.sleep(2.0)
+    raise AssertionError(f"backfill {backfill_id} not done after {BACKFILL_TIMEOUT_S:.0f}s: {info}\n{stack.logs()}")
+
+
+def run_backfill(stack: Stack, title: str) -> tuple[str, float]:
+    """Launch the date-range backfill and wait for it; returns its id and wall time in seconds."""
+    started = time.monotonic()
+    backfill_id = launch_backfill(stack, title)
+    wait_for_backfill(stack, backfill_id)
+    return backfill_id, time.monotonic() - started
+
+
+def read_tables(path: Path) -> dict[str, pd.DataFrame]:
+    """Every row of the four tables, in primary-key order."""
+    with duckdb.connect(str(path), read_only=True) as conn:
+        return {
+            name: conn.execute(
+                f'SELECT * FROM "{SCHEMA}"."{name}" ORDER BY {", ".join(schema.primary_key)}'
+            ).df()
+            for name, schema in TABLES.items()
+        }
+
+
+def count_by(frame: pd.DataFrame, *cols: str, distinct: str | None = None) -> dict[Any, int]:
+    grouped = frame.groupby(list(cols))
+    counts = grouped[distinct].nunique() if distinct else grouped.size()
+    return {
+        (tuple(str(v) for v in k) if isinstance(k, tuple) else str(k)): int(n) for k, n in counts.items()
+    }
+
+
+def assert_store(tables: dict[str, pd.DataFrame], plan: dict[str, list[str]]) -> None:
+    for name, frame in tables.items():
+        pk = list(TABLES[name].primary_key)
+        repeated = frame[frame.duplicated(pk, keep=False)]
+        assert repeated.empty, f"{name}: {len(repeated)} rows repeat a primary key {pk}:\n{repeated.head()}"
+    assert count_by(tables["underlying_bars"], "session_date") == BARS_PER_DAY
+    assert count_by(tables["gex_levels"], "session_date") == SNAPSHOTS_PER_DAY
+    expected_pairs = {(d, e): SNAPSHOTS_PER_DAY[d] for d, exps in plan.items() for e in exps}
+    for name in ("option_chain_snapshots", "gex_surface"):
+        # Untracked (date, expiration) partitions materialize empty: only the tracked pairs hold rows.
+        snapshots = count_by(tables[name], "session_date", "expiration", distinct="snapshot_ts")
+        assert snapshots == expected_pairs, f"{name}: distinct snapshots per (date, expiration)"
+
+
+def pool_step_intervals(instance: dg.DagsterInstance, backfill_id: str) -> dict[str, Any]:
+    """What the event log shows of the ``tradestation_api`` pool in the backfill's runs.
+
+    Returns the runs, the pool of every step (from each run's execution plan snapshot), the start/end
+    of every step in the pool, their maximum overlap, and the "Step blocked by limit" engine events.
+    """
+    runs = instance.get_runs(RunsFilter(tags={BACKFILL_ID_TAG: backfill_id}))
+    intervals: list[tuple[float, float, str]] = []
+    step_pools: dict[str, str | None] = {}
+    pool_steps: dict[str, int] = {}
+    blocked = 0
+    for run in runs:
+        assert run.status == DagsterRunStatus.SUCCESS, f"run {run.run_id} {run.status}"
+        assert run.execution_plan_snapshot_id is not None
+        plan = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+        pools = {step.key: step.pool for step in plan.steps}
+        step_pools.update(pools)
+        starts: dict[str, float] = {}
+        for record in instance.all_logs(run.run_id):
+            event = record.dagster_event
+            if event is None or event.step_key is None:
+                continue
+            if event.event_type == dg.DagsterEventType.STEP_START:
+                starts[event.step_key] = record.timestamp
+            elif event.event_type == dg.DagsterEventType.STEP_SUCCESS and pools.get(event.step_key) == TRADESTATION_POOL:
+                intervals.append((starts[event.step_key], record.timestamp, f"{run.run_id[:8]}:{event.step_key}"))
+                pool_steps[event.step_key] = pool_steps.get(event.step_key, 0) + 1
+            elif event.event_type == dg.DagsterEventType.ENGINE_EVENT and "blocked by limit for pool" in (
+                record.user_message or ""
+            ):
+                blocked += 1
+    edges = sorted([(s, 1) for s, _, _ in intervals] + [(e, -1) for _, e, _ in intervals])
+    overlap = peak = 0
+    for _, delta in edges:  # ends sort before starts at the same instant
+        overlap += delta
+        peak = max(peak, overlap)
+    return {"runs": len(runs), "step_pools": step_pools, "pool_steps": pool_steps,
+            "max_overlap": peak, "blocked_events": blocked}
+
+
+@pytest.mark.ui
+@pytest.mark.timeout(3600)
+def test_graphql_date_range_backfill_fills_store_once(stack: Stack) -> None:
+    plan = tracked_plan()
+    expirations = sorted({e for exps in plan.values() for e in exps})
+    register_expirations(stack.port, expirations)
+
+    first_id, first_s = run_backfill(stack, "ui test: SPY 2025-11-26..2025-12-01")
+    first = read_tables(stack.duckdb_path)
+    assert_store(first, plan)
+
+    instance = dg.DagsterInstance.get()
+    chain_key = dg.AssetKey(["spy", "option_chain_snapshots"])
+    expected_chain = {f"{d}|{e}" for d in DATES for e in expirations}
+    assert set(instance.get_materialized_partitions(chain_key)) == expected_chain
+
+    pool = pool_step_intervals(instance, first_id)
+    assert pool["step_pools"] == {
+        "spy__underlying_bars": TRADESTATION_POOL,
+        "spy__option_chain_snapshots": TRADESTATION_POOL,
+        "spy__gex_surface": None,
+        "spy__gex_levels": None,
+    }
+    # The bars steps (one run per range under the bars' backfill policy, or one per date) and one chain
+    # step per (date, registered expiration) ran in the pool ...
+    assert pool["pool_steps"]["spy__option_chain_snapshots"] == len(DATES) * len(expirations), pool
+    assert 1 <= pool["pool_steps"]["spy__underlying_bars"] <= len(DATES), pool
+    # ... never more than the pool's limit at once.
+    assert instance.event_log_storage.get_concurrency_info(TRADESTATION_POOL).slot_count == POOL_LIMIT
+    assert pool["max_overlap"] <= POOL_LIMIT, pool
+
+    second_id, second_s = run_backfill(stack, "ui test: same range again")
+    second = read_tables(stack.duckdb_path)
+    for name in TABLES:
+        pd.testing.assert_frame_equal(second[name], first[name], obj=f"{name} after the second backfill")
+
+    queue_holds = sum(
+        "blocked by global concurrency limits" in line and TRADESTATION_POOL in line
+        for line in stack.daemon.log_tail(chars=10**9).splitlines()
+    ) if stack.daemon else 0
+    timings = {
+        "dates": DATES, "expirations": expirations, "first_backfill_s": round(first_s, 1),
+        "second_backfill_s": round(second_s, 1), "rows": {n: len(f) for n, f in first.items()},
+        "pool": {k: v for k, v in pool.items() if k != "step_pools"}, "backfills": [first_id, second_id],
+        "run_queue_pool_holds_in_daemon_log": queue_holds,
+    }
+    (stack.artifacts / "backfill_timings.json").write_text(json.dumps(timings, indent=2))
+    print(f"backfill timings: {json.dumps(timings)}")
