@@ -50,6 +50,8 @@ class TradeStationResource(dg.ConfigurableResource):  # type: ignore[type-arg]
                                          "every 5 s) before a stream is reconnected.")
     stream_starvation_s: float = Field(default=120.0, description="Seconds of heartbeats without data before a "
                                        "stream is reconnected.")
+    stream_max_reconnects: int = Field(default=8, description="Consecutive failed stream connections (no data) "
+                                       "before the stream fails (a transient error: the step retries).")
     _client: TradeStationClient | None = PrivateAttr(default=None)
 
     def config(self) -> TradeStationConfig:
@@ -64,14 +66,14 @@ class TradeStationResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             refresh_token=_resolve(self.refresh_token),
             api_url=api.rstrip("/"), auth_url=(self.auth_url.strip() or AUTH_URL).rstrip("/"),
             data_dir=Path(self.data_dir), stream_idle_timeout_s=self.stream_idle_timeout_s,
-            stream_starvation_s=self.stream_starvation_s,
+            stream_starvation_s=self.stream_starvation_s, stream_max_reconnects=self.stream_max_reconnects,
         )
 
     def get_client(self) -> TradeStationClient:
         """The process-wide client for this configuration."""
         cfg = self.config()
         key = (cfg.client_id, cfg.client_secret, cfg.refresh_token, cfg.api_url, cfg.auth_url, str(cfg.data_dir),
-               cfg.stream_idle_timeout_s, cfg.stream_starvation_s)
+               cfg.stream_idle_timeout_s, cfg.stream_starvation_s, cfg.stream_max_reconnects)
         with _CLIENTS_LOCK:
             client = _CLIENTS.get(key)
             if client is None:

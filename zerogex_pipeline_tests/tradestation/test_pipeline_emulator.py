@@ -1,0 +1,150 @@
+"""Whole days through the pipeline (bars -> chain -> surface -> levels, ``runner.materialize_day``) with
+``ZEROGEX_DATA_SOURCE=tradestation`` pointed at the emulator over real HTTP: the live path under every
+stream fault switch (same stored rows as a fault-free run), SPX ($SPX.X, SPXW weeklies, AM/PM monthlies),
+and the emulator's request counts per backfilled day."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+import requests
+
+from zerogex_pipeline import market_calendar, runner
+from zerogex_pipeline.defs.market_data import source_retries
+from zerogex_pipeline.defs.resources import MarketDataResource
+from zerogex_pipeline.runner import DayRun, materialize_day
+from zerogex_pipeline.settings import Settings, load_settings
+from zerogex_pipeline.tradestation.emulator import Emulator
+from zerogex_pipeline.tradestation.resource import TradeStationResource
+from zerogex_pipeline.underlyings import resolve_underlying
+
+NOW = pd.Timestamp("2025-01-15T16:00:00Z")  # Wednesday 11:00 ET: the session of 2025-01-15 is in progress
+TODAY = dt.date(2025, 1, 15)
+TABLES = ("underlying_bars", "option_chain_snapshots", "gex_surface", "gex_levels")
+FAST_STREAMS = {"stream_idle_timeout_s": 0.6, "stream_starvation_s": 0.6, "chain_timeout_s": 10.0}
+
+
+@dataclass
+class LiveEnv:
+    emulator: Emulator
+    tmp: Path
+    base_run: DayRun
+    baseline: dict[str, pd.DataFrame]
+    clean_s: float
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveEnv]:
+    """The emulator with its market clock frozen at ``NOW`` (deterministic across runs), our clock at ``NOW``,
+    the TradeStation settings pointed at it, fast stream watchdogs, immediate step retries, and the
+    fault-free SPY day every faulted run is compared with."""
+    tmp = tmp_path_factory.mktemp("pipeline")
+    with pytest.MonkeyPatch.context() as mp, Emulator(clock=lambda: NOW, speed=0.0, heartbeat_s=0.2,
+                                                       tick_s=0.05) as em:
+        mp.setattr(market_calendar, "utc_now", lambda: NOW)
+        mp.setattr(source_retries, "SECONDS_TO_WAIT", 0)
+        build = runner.build_resources
+
+        def tuned(settings: Settings) -> dict[str, Any]:
+            res = build(settings)
+            ts = res["market_data"].tradestation
+            fields = {name: getattr(ts, name) for name in TradeStationResource.model_fields}  # EnvVar secrets kept
+            res["market_data"] = MarketDataResource(source="tradestation",
+                                                    tradestation=TradeStationResource(**{**fields, **FAST_STREAMS}))
+            return res
+
+        mp.setattr(runner, "build_resources", tuned)
+        for key, value in {"TRADESTATION_CLIENT_ID": "pipeline-client", "TRADESTATION_CLIENT_SECRET": "pipe-secret",
+                           "TRADESTATION_REFRESH_TOKEN": "pipe-refresh", "TRADESTATION_API_URL": em.url,
+                           "TRADESTATION_AUTH_URL": em.url}.items():
+            mp.setenv(key, value)
+        started = time.perf_counter()
+        base_run, baseline = _run_day(tmp / "clean", TODAY)
+        yield LiveEnv(em, tmp, base_run, baseline, time.perf_counter() - started)
+
+
+def _settings(data_dir: Path, underlying: str = "SPY", expirations: int = 1) -> Settings:
+    return load_settings({"ZEROGEX_DATA_SOURCE": "tradestation", "ZEROGEX_DATA_DIR": str(data_dir),
+                          "ZEROGEX_UNDERLYINGS": underlying, "ZEROGEX_EXPIRATIONS": str(expirations),
+                          "ZEROGEX_SNAPSHOT_MINUTES": "30", "ZEROGEX_STRIKE_DISTANCE": "2"}, env_file=None)
+
+
+def _tables(settings: Settings, schema: str) -> dict[str, pd.DataFrame]:
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as conn:
+        return {t: conn.execute(f"SELECT * FROM {schema}.{t} ORDER BY ALL").df() for t in TABLES}
+
+
+def _run_day(data_dir: Path, day: dt.date, underlying: str = "SPY", expirations: int = 1
+             ) -> tuple[DayRun, dict[str, pd.DataFrame]]:
+    settings = _settings(data_dir, underlying, expirations)
+    with dg.instance_for_test() as instance:
+        out = materialize_day(resolve_underlying(underlying), day, settings, instance)
+    return out, _tables(settings, underlying.lower())
+
+
+def _stats(em: Emulator) -> dict[str, Any]:
+    stats: dict[str, Any] = requests.get(f"{em.url}/__emulator/stats", timeout=5).json()
+    return stats
+
+
+STREAM_FAULTS: dict[str, tuple[dict[str, Any], int]] = {  # switches, stream connections the day opens
+    # framing faults ride along with the reconnecting ones: the reader must cope with both at once
+    "goaway-error+split-chunks": ({"goaway_streams": 1, "goaway_after": 5, "goaway_shape": "error",
+                                   "split_chunks": True}, 2),
+    "goaway-status+malformed-lines": ({"goaway_streams": 1, "goaway_after": 5, "goaway_shape": "status",
+                                       "malformed_every": 3}, 2),
+    "silent-death": ({"dead_streams": 1, "dead_after": 5}, 2),
+    "heartbeat-only-starvation": ({"starve_streams": 1}, 2),
+    # three starved connections in a row exhaust stream_max_reconnects (2 here): the step fails with a
+    # StreamError, asks for a retry, and the retry's connection is healthy
+    "fail-then-retry": ({"starve_streams": 3}, 4),
+}
+
+
+def test_fault_free_live_day(live: LiveEnv) -> None:
+    chain = live.baseline["option_chain_snapshots"]
+    assert live.base_run.rows["option_chain_snapshots"] == len(chain) > 0
+    assert not chain.duplicated(["snapshot_ts", "symbol"]).any()
+    last = chain[chain["snapshot_ts"] == chain["snapshot_ts"].max()]
+    assert last["iv"].notna().all() and (last["ask"] > 0).all() and (last["ask"] >= last["bid"]).all()  # stream
+    assert (chain.loc[chain["snapshot_ts"] < NOW, "bid"] == 0).all()  # earlier snapshots: option bars
+    assert len(live.baseline["gex_levels"]) == chain["snapshot_ts"].nunique() == 4  # 09:30 .. 11:00, 30 min
+    surface = live.baseline["gex_surface"]
+    lines = pd.concat([surface[["snapshot_ts"]].assign(src=surface[f"{side}_iv_source"]) for side in ("call", "put")],
+                      ignore_index=True)
+    lines = lines[lines["src"].notna() & (lines["src"] != "none")]
+    assert set(lines.loc[lines["snapshot_ts"] == NOW, "src"]) == {"vendor"}  # live snapshot: vendor IV
+    assert set(lines.loc[lines["snapshot_ts"] < NOW, "src"]) == {"last"}  # bar snapshots: solved from the close
+    print(f"\nfault-free live SPY day through the pipeline: {live.clean_s:.1f} s")
+
+
+@pytest.mark.parametrize("name", list(STREAM_FAULTS))
+def test_live_day_under_stream_fault_stores_the_fault_free_rows(live: LiveEnv, name: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    faults, connections = STREAM_FAULTS[name]
+    if name == "fail-then-retry":
+        monkeypatch.setitem(FAST_STREAMS, "stream_max_reconnects", 2)
+    live.emulator.faults.update({"split_chunks": False, "malformed_every": 0, **faults})
+    try:
+        before = _stats(live.emulator)
+        started = time.perf_counter()
+        run, got = _run_day(live.tmp / name, TODAY)
+        seconds = time.perf_counter() - started
+        after = _stats(live.emulator)
+    finally:
+        live.emulator.faults.update({"split_chunks": False, "malformed_every": 0, "goaway_streams": 0,
+                                     "dead_streams": 0, "starve_streams": 0})
+    for table in TABLES:
+        pd.testing.assert_frame_equal(got[table], live.baseline[table], obj=f"{name}: {table}")
+    assert run.rows == live.base_run.rows
+    assert after["streams_opened"] - before["streams_opened"] == connections
+    print(f"\n{name}: {seconds:.1f} s")
