@@ -355,7 +355,8 @@ def validate_levels(levels: pd.DataFrame, surface: pd.DataFrame) -> ValidationRe
     Rules: one level row per surface snapshot; spot equals the surface's spot; call/put/net totals equal
     the sums of the surface by strike over all expirations (relative ``RECONCILE_RTOL`` of the snapshot's
     gross GEX) with ``call >= 0 >= put``; call wall a listed strike ``>= spot`` with positive GEX, put wall
-    a listed strike ``<= spot`` with negative GEX; a wall is null only when no strike on its side carries
+    a listed strike ``<= spot`` with negative GEX, each wall's GEX the surface's extreme on its side (same
+    tolerance); a wall is null only when no strike on its side carries
     GEX of its sign; zero gamma (and ``flip_dte_*``) null exactly when a reason is given, otherwise within
     ``MAX_DISTANCE + GRID_STEP`` of spot (the structural gate plus one grid cell); the raw crossing within the
     widest profile grid (±``GRID_HALF_WIDTHS[-1]``).
@@ -426,6 +427,22 @@ def _walls(levels: pd.DataFrame, surface: pd.DataFrame, out: _Collector) -> None
              np.isnan(cw) & ts.isin(has_call).to_numpy(), levels, cols)
     out.rows("put wall null although a strike <= spot has negative put GEX",
              np.isnan(pw) & ts.isin(has_put).to_numpy(), levels, cols)
+    # The wall is the extreme of its side: its GEX equals both the surface's sum at the wall strike and the
+    # side's extreme (ties between strikes are fine), within RECONCILE_RTOL of the snapshot's gross GEX.
+    gross = surface.assign(g=surface["call_gex"].abs() + surface["put_gex"].abs()).groupby("snapshot_ts")["g"].sum()
+    scale = RECONCILE_RTOL * ts.map(gross).to_numpy(np.float64)
+    sums = by_strike.set_index(["snapshot_ts", "strike"])
+    for side, wall, wall_gex, extreme in (
+        ("call", cw, cwg, above.groupby("snapshot_ts")["call_gex"].max()),
+        ("put", pw, pwg, below.groupby("snapshot_ts")["put_gex"].min()),
+    ):
+        at_wall = sums[f"{side}_gex"].reindex(pd.MultiIndex.from_arrays([ts, wall])).to_numpy(np.float64)
+        best = ts.map(extreme).to_numpy(np.float64)
+        with np.errstate(invalid="ignore"):
+            off = ~np.isnan(wall) & ((np.abs(wall_gex - at_wall) > scale) | (np.abs(wall_gex - best) > scale))
+        out.rows(f"{side} wall GEX is not the surface's {'largest' if side == 'call' else 'most negative'} "
+                 f"{side} GEX on its side of spot (rtol {RECONCILE_RTOL:g} of gross)", off, levels,
+                 [*cols, f"{side}_wall_gex"])
 
 
 def _flips(levels: pd.DataFrame, out: _Collector) -> float | None:

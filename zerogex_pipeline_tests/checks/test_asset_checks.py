@@ -286,3 +286,14 @@ def test_a_single_run_range_of_bars_is_checked_session_by_session(
     result = run_range()
     check = evaluations(result)["bars_continuity_and_coverage"]
     assert not check.passed and "2024-07-03 13:00:00 ET" in str(meta(check, "problems"))
+
+
+def test_todays_partial_partitions_pass_intraday(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(market_calendar, "utc_now", lambda: pd.Timestamp("2024-06-14 11:02:30", tz="America/New_York"))
+    results = pipeline.day(DAY, [DAY, EXP])
+    assert all(r.success for r in results)
+    chain_check = evaluations(results[1])["chain_sanity"]
+    assert meta(chain_check, "snapshots_required") == 3  # 09:30, 10:00, 10:30 (11:00 is inside the grace)
+    assert meta(chain_check, "snapshots_present") == 4
+    assert meta(evaluations(results[-1])["levels_plausibility"], "rows_checked") == 4
+    assert all(e.passed for r in results for e in evaluations(r).values())

@@ -270,6 +270,8 @@ def _set(column: str, value_of):
     [
         (_set("call_wall", lambda r: np.floor(r["spot"]) - 2), "call wall below spot"),
         (_set("put_wall", lambda r: np.ceil(r["spot"]) + 2), "put wall above spot"),
+        (_set("call_wall_gex", lambda r: r["call_wall_gex"] * 0.99), "call wall GEX is not the surface's largest"),
+        (_set("put_wall", lambda r: r["put_wall"] - 1), "put wall GEX is not the surface's most negative"),
         (_set("call_wall", lambda r: np.nan), "call wall null although"),
         (_set("call_wall", lambda r: r["call_wall"] + 0.5), "wall not a strike of the surface"),
         (_set("net_gex", lambda r: r["net_gex"] + 0.01 * abs(r["call_gex"])), "net_gex != sum of gex_surface"),
