@@ -67,6 +67,8 @@ class TradeStationConfig:
     Times are seconds. ``token_skew_s``: refresh this long before the access token expires.
     ``stream_idle_timeout_s``: no bytes at all for this long means a dead connection (heartbeats come
     every 5 s). ``stream_starvation_s``: heartbeats but no data for this long means a starved stream.
+    ``max_option_streams``: option chain/quote streams open at once for the API key, across every process
+    on the machine; a closed one frees its slot ``option_slot_grace_s`` later (the server's count lags).
     """
 
     client_id: str
@@ -87,6 +89,7 @@ class TradeStationConfig:
     stream_starvation_s: float = 120.0
     stream_max_reconnects: int = 8
     max_option_streams: int = 10
+    option_slot_grace_s: float = 0.25
     budgets: Mapping[str, RateBudget] = field(default_factory=lambda: dict(DEFAULT_BUDGETS))
 
     def __post_init__(self) -> None:

@@ -158,10 +158,13 @@ class Stream:
                     log.info("%s: %s; reconnecting in %.2f s", self.path, exc.reason, delay)
                     time.sleep(delay)
         finally:
-            if slot is not None:
-                slot.release()
             if self._response is not None:
                 self._response.close()
+            if slot is not None:
+                # the server counts the stream until it has seen the close: free the slot a moment later
+                timer = threading.Timer(cfg.option_slot_grace_s, slot.release)
+                timer.daemon = True
+                timer.start()
 
     def _connect_once(self) -> Iterator[dict[str, Any]]:
         cfg = self.client.config

@@ -4,6 +4,10 @@ malformed lines, reconnects, the option-stream cap, quote delta merge and the ch
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -169,3 +173,65 @@ def test_depth_and_bar_streams(client: TradeStationClient) -> None:
     bars = streams.take(streams.bar_stream(client, "SPY", barsback=3), 5, timeout_s=5)
     assert [b["IsEndOfHistory"] for b in bars[:3]] == [False, False, True]
     assert any(b["BarStatus"] == "Open" for b in bars[3:])
+
+
+CAP_CHILD = textwrap.dedent("""
+    import sys, threading, time
+    from pathlib import Path
+    from zerogex_pipeline.tradestation import streams
+    from zerogex_pipeline.tradestation.client import TradeStationClient
+    from zerogex_pipeline_tests.tradestation.conftest import make_config
+    url, data_dir, first, count, go = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), Path(sys.argv[5])
+    client = TradeStationClient(make_config(url, data_dir, read_timeout_s=30.0))
+    client.quotes(["SPY"])  # token before the race
+    got, errors = [], []
+
+    def one(i):
+        s = streams.option_quote_stream(client, [(f"SPY 250117C{580 + i}", 1)])
+        it = iter(s)
+        try:
+            got.append(next(it)["Legs"][0]["Symbol"])
+            time.sleep(1.0)
+        except Exception as exc:
+            errors.append(repr(exc))
+        finally:
+            s.close()
+            it.close()
+
+    print("ready", flush=True)
+    while not go.exists():
+        time.sleep(0.01)
+    threads = [threading.Thread(target=one, args=(first + i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(len(got), len(set(got)), errors)
+""")
+
+
+def _streams_from_two_processes(emulator: Emulator, dirs: tuple[Path, Path], tmp_path: Path) -> list[str]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", CAP_CHILD, emulator.url, str(d), str(i * 8), "8", str(go)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for i, d in enumerate(dirs)]
+    for p in procs:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    go.touch()
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-800:] for o in outs]
+    return [o[0].strip() for o in outs]
+
+
+def test_option_stream_cap_shared_across_processes(emulator: Emulator, tmp_path: Path) -> None:
+    """Two processes open 8 option streams each for one user: the emulator never sees more than 10 at once."""
+    emulator.max_option_streams = 100  # observe the client's concurrency instead of refusing the 11th
+    shared = tmp_path / "data"
+    assert _streams_from_two_processes(emulator, (shared, shared), tmp_path) == ["8 8 []", "8 8 []"]
+    assert emulator.stats.max_open_option_streams == 10 and emulator.stats.statuses[429] == 0
+    # control: without a shared data dir (separate slot files) the same load exceeds the cap
+    emulator.stats.max_open_option_streams = 0
+    (tmp_path / "go").unlink()
+    assert _streams_from_two_processes(emulator, (tmp_path / "a", tmp_path / "b"), tmp_path) == ["8 8 []"] * 2
+    assert emulator.stats.max_open_option_streams > 10

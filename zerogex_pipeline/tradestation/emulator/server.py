@@ -11,6 +11,8 @@ import logging
 import math
 import random
 import secrets
+import select
+import socket
 import threading
 import time
 from collections import Counter
@@ -742,7 +744,7 @@ class _Handler(BaseHTTPRequestHandler):
             last_write = time.monotonic()
 
         try:
-            while not em.stopping.is_set():
+            while not em.stopping.is_set() and not self._client_gone():
                 now = time.monotonic()
                 batch: list[dict[str, Any]] = []
                 if now >= next_tick:
@@ -761,7 +763,7 @@ class _Handler(BaseHTTPRequestHandler):
                     if dead and sent >= dead_after:
                         if lines:  # never write(b""): that is the terminating chunk, a clean end, not a death
                             write(lines)
-                        while not em.stopping.is_set():  # silent death: connection open, nothing sent
+                        while not em.stopping.is_set() and not self._client_gone():  # silent death
                             time.sleep(0.05)
                         return
                     lines += json.dumps(msg, separators=(",", ":")).encode() + b"\n"
@@ -780,6 +782,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._chunk(b"")
         except (BrokenPipeError, ConnectionResetError, OSError):
             return
+
+    def _client_gone(self) -> bool:
+        """The client closed its end (EOF readable): the stream is over now, not at the next failed write,
+        so the open option-stream count drops when the client's connection does."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
 
     def _chunk(self, data: bytes) -> None:
         if not data:
