@@ -7,16 +7,21 @@ else a throwaway cluster with default durability (fsync on) started from the ins
    ``(date, expiration)`` partition each) written (a) through the IO manager's full ``DbIOManager``
    path (advisory lock, DELETE slice, binary COPY, commit; one connection per partition, as in a
    run), again as a re-write that replaces every partition, (b) by raw ``COPY`` of the same frames
-   in CSV text (``to_csv``) and in binary (our encoder) on one connection, and (c) by
-   ``pandas.DataFrame.to_sql`` (SQLAlchemy + psycopg, default insert method) on the first
-   partition only (it is slow). Every target table has the same primary key.
+   on one connection: CSV text (``to_csv``), psycopg's own binary ``write_row`` with ``set_types``,
+   and binary from our encoder, and (c) by ``pandas.DataFrame.to_sql`` (SQLAlchemy + psycopg,
+   default insert method) on the first partition only (it is slow). Every target table has the same
+   primary key. With a throwaway cluster it also prints rows per CPU-second of the server processes
+   (``/proc``), which does not depend on what else runs on the machine.
 2. History: ``HISTORY_DAYS`` (default 252, a year) sessions of simulated SPY history loaded with
    :mod:`benchmarks.load_history`, then median/p95 latency of "latest levels", "one day's intraday
    levels" and "one day's surface for one expiration" (SQL round trip, and through the pandas read
-   functions of ``postgres_queries``), and table/index sizes (and the compression ratio with
-   TimescaleDB).
+   functions of ``postgres_queries``), and table/index sizes. With TimescaleDB (installed and
+   preloaded: the throwaway cluster preloads it when installed) both databases use hypertables; the
+   history's chunks older than ``compress_after_days`` before its newest day are compressed first (as
+   the policy would), and the compression ratio is printed.
 
-Environment: ``ZEROGEX_BENCH_HISTORY_DAYS`` (0 skips part 2), ``ZEROGEX_BENCH_INGEST_DAYS`` (5).
+Environment: ``ZEROGEX_BENCH_HISTORY_DAYS`` (0 skips part 2), ``ZEROGEX_BENCH_INGEST_DAYS`` (5),
+``ZEROGEX_BENCH_TIMESCALEDB=0`` (plain PostgreSQL even when TimescaleDB is installed).
 """
 
 from __future__ import annotations
@@ -40,17 +45,18 @@ from zerogex_pipeline.defs.partitions import (
     chain_partitions,
     expirations_partitions_name,
 )
-from zerogex_pipeline.schemas import OPTION_CHAIN_SNAPSHOTS
+from zerogex_pipeline.schemas import OPTION_CHAIN_SNAPSHOTS, SQL_TYPE
 from zerogex_pipeline.storage import postgres_queries
 from zerogex_pipeline.storage.postgres_cluster import ThrowawayCluster
 from zerogex_pipeline.storage.postgres_copy import encode_binary_copy
 from zerogex_pipeline.storage.postgres_io_manager import (
     PostgresFrameIOManager,
     open_connection,
+    prepare_schema,
     redact_url,
     write_partition,
 )
-from zerogex_pipeline.storage.postgres_migrations import migrate, timescaledb_version
+from zerogex_pipeline.storage.postgres_migrations import TimescalePolicy, migrate, timescaledb_version
 from zerogex_pipeline.underlyings import resolve_underlying
 
 SPY = resolve_underlying("SPY")
@@ -68,12 +74,79 @@ def _db_url(admin_url: str, name: str) -> str:
     return f"{head}/{name}{query}"
 
 
-def _rate(rows: int, seconds: float) -> str:
-    return f"{rows / seconds:>12,.0f} rows/s  ({rows:,} rows in {seconds:.3f} s)"
+def _rate(rows: int, seconds: float, server_cpu: float | None = None) -> str:
+    text = f"{rows / seconds:>12,.0f} rows/s  ({rows:,} rows in {seconds:.3f} s)"
+    if server_cpu:
+        text += f"  server {rows / server_cpu:,.0f} rows/CPU-s"
+    return text
 
 
-def bench_ingest(url: str, days: int) -> dict[str, float]:
-    """Chain rows/s through the IO manager, raw COPY (csv, binary) and to_sql; prints and returns them."""
+class ServerCpu:
+    """CPU seconds used by a local cluster's processes (postmaster, its live children, reaped children)."""
+
+    def __init__(self, cluster: ThrowawayCluster | None) -> None:
+        self.pid: int | None = None
+        if cluster is not None:
+            pid_file = cluster.data_dir / "postmaster.pid"
+            try:
+                self.pid = int(pid_file.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                self.pid = None
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def _stat(self, pid: int | str) -> list[str] | None:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+
+    def seconds(self) -> float | None:
+        """Total CPU seconds so far, or None when the server is not a local throwaway cluster."""
+        if self.pid is None:
+            return None
+        own = self._stat(self.pid)
+        if own is None:
+            return None
+        ticks = sum(int(v) for v in own[11:15])  # utime, stime, cutime, cstime (reaped backends)
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                st = self._stat(entry)
+                if st is not None and st[1] == str(self.pid):
+                    ticks += int(st[11]) + int(st[12])
+        return ticks / self.tick
+
+
+def _enable_timescaledb(url: str) -> str | None:
+    """Create the extension when installed and preloaded; returns its version or None."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        available = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
+        preload = conn.execute("SHOW shared_preload_libraries").fetchone()
+        if available is None or preload is None or "timescaledb" not in str(preload[0]):
+            return None
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+        return None if row is None else str(row[0])
+
+
+def _python_rows(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
+    """Rows as Python values for ``write_row`` (NaN/NaT -> None, dates as ``datetime.date``)."""
+    columns: list[list[Any]] = []
+    for name in OPTION_CHAIN_SNAPSHOTS.column_names:
+        series = frame[name]
+        if name in ("session_date", "expiration"):
+            values: list[Any] = list(series.dt.date)
+        elif isinstance(series.dtype, pd.DatetimeTZDtype):
+            values = list(series.dt.to_pydatetime())
+        else:
+            values = series.astype(object).where(series.notna(), None).tolist()
+        columns.append(values)
+    return list(zip(*columns, strict=True))
+
+
+def bench_ingest(url: str, days: int, cpu: ServerCpu | None = None) -> dict[str, float]:
+    """Chain rows/s through the IO manager, raw COPY (csv, write_row, binary) and to_sql; prints and returns them."""
+    cpu = cpu or ServerCpu(None)
     sessions = trading_days(days, END)
     partitions: list[tuple[dt.date, dt.date, pd.DataFrame]] = []
     for d in sessions:
@@ -103,40 +176,63 @@ def bench_ingest(url: str, days: int) -> dict[str, float]:
                 for d, e, frame in partitions
             )
 
-        first = through_io_manager()  # includes the one-time migrations
+        # The once-per-process schema preparation (migrations check, TimescaleDB layout, drift check)
+        # runs before the clock starts, as it does once per run, not once per partition.
+        with open_connection(url) as conn:
+            prepare_schema(conn, url, "spy", True, TimescalePolicy())
+        c0, p0 = cpu.seconds(), time.process_time()
+        first = through_io_manager()
+        c1, p1 = cpu.seconds(), time.process_time()
         rewrite = through_io_manager()
+        c2 = cpu.seconds()
     out["io_manager"] = total / first
     out["io_manager_rewrite"] = total / rewrite
-    print(f"  IO manager, first write    {_rate(total, first)}")
-    print(f"  IO manager, re-write       {_rate(total, rewrite)}  (DELETE + COPY per partition)")
+    first_cpu = None if c0 is None or c1 is None else c1 - c0
+    rewrite_cpu = None if c1 is None or c2 is None else c2 - c1
+    print(f"  IO manager, first write    {_rate(total, first, first_cpu)}")
+    print(f"  {'':<26} (this process: {p1 - p0:.2f} CPU-s incl. building Dagster contexts)")
+    print(f"  IO manager, re-write       {_rate(total, rewrite, rewrite_cpu)}  (DELETE + COPY per partition)")
 
     cols = ", ".join(f'"{c}"' for c in OPTION_CHAIN_SNAPSHOTS.column_names)
     with open_connection(url) as conn:
-        for name in ("raw_csv", "raw_binary", "to_sql"):
+        for name in ("raw_csv", "raw_write_row", "raw_binary", "to_sql"):
             conn.execute(f"CREATE TABLE public.{name} (LIKE spy.option_chain_snapshots INCLUDING ALL)")
         conn.commit()
 
-        t = time.perf_counter()
+        types = [SQL_TYPE[c.kind].lower() for c in OPTION_CHAIN_SNAPSHOTS.columns]
+        c0, t = cpu.seconds(), time.perf_counter()
         for _, _, frame in partitions:
             buf = io.StringIO()
             frame.to_csv(buf, index=False, header=False, date_format="%Y-%m-%d %H:%M:%S.%f%z")
             with conn.cursor() as cur, cur.copy(f"COPY public.raw_csv ({cols}) FROM STDIN (FORMAT CSV)") as cp:
                 cp.write(buf.getvalue())
-        conn.commit()
-        csv_s = time.perf_counter() - t
-        t = time.perf_counter()
+            conn.commit()
+        csv_s, csv_cpu = time.perf_counter() - t, _delta(cpu, c0)
+        c0, t = cpu.seconds(), time.perf_counter()
+        for _, _, frame in partitions:
+            with conn.cursor() as cur, cur.copy(f"COPY public.raw_write_row ({cols}) FROM STDIN (FORMAT BINARY)") as cp:
+                cp.set_types(types)
+                for row in _python_rows(frame):
+                    cp.write_row(row)
+            conn.commit()
+        row_s, row_cpu = time.perf_counter() - t, _delta(cpu, c0)
+        c0, t = cpu.seconds(), time.perf_counter()
         for _, _, frame in partitions:
             payload = encode_binary_copy(frame, OPTION_CHAIN_SNAPSHOTS)
             with conn.cursor() as cur, cur.copy(f"COPY public.raw_binary ({cols}) FROM STDIN (FORMAT BINARY)") as cp:
                 cp.write(payload)
-        conn.commit()
-        bin_s = time.perf_counter() - t
-        counts = [conn.execute(f"SELECT count(*) FROM public.{n}").fetchone() for n in ("raw_csv", "raw_binary")]
-        assert counts == [(total,), (total,)], counts
+            conn.commit()
+        bin_s, bin_cpu = time.perf_counter() - t, _delta(cpu, c0)
+        names = ("raw_csv", "raw_write_row", "raw_binary")
+        counts = [conn.execute(f"SELECT count(*) FROM public.{n}").fetchone() for n in names]
+        assert counts == [(total,)] * 3, counts
     out["raw_copy_csv"] = total / csv_s
+    out["raw_copy_write_row"] = total / row_s
     out["raw_copy_binary"] = total / bin_s
-    print(f"  raw COPY csv (to_csv)      {_rate(total, csv_s)}")
-    print(f"  raw COPY binary (encoder)  {_rate(total, bin_s)}")
+    print(f"  raw COPY csv (to_csv)      {_rate(total, csv_s, csv_cpu)}")
+    print(f"  raw COPY psycopg write_row {_rate(total, row_s, row_cpu)}  (binary, set_types)")
+    print(f"  raw COPY binary (encoder)  {_rate(total, bin_s, bin_cpu)}")
+    best_raw = max(out["raw_copy_csv"], out["raw_copy_write_row"], out["raw_copy_binary"])
 
     from sqlalchemy import create_engine
 
@@ -150,10 +246,16 @@ def bench_ingest(url: str, days: int) -> dict[str, float]:
     print(f"  pandas to_sql (1 partition){_rate(len(sample), sql_s)}")
     print(
         f"  IO manager / to_sql = {out['io_manager'] / out['to_sql']:.1f}x; "
-        f"raw COPY csv / IO manager = {out['raw_copy_csv'] / out['io_manager']:.2f}x; "
-        f"raw COPY binary / IO manager = {out['raw_copy_binary'] / out['io_manager']:.2f}x"
+        f"best raw COPY / IO manager = {best_raw / out['io_manager']:.2f}x "
+        f"(csv {out['raw_copy_csv'] / out['io_manager']:.2f}x, write_row "
+        f"{out['raw_copy_write_row'] / out['io_manager']:.2f}x, binary {out['raw_copy_binary'] / out['io_manager']:.2f}x)"
     )
     return out
+
+
+def _delta(cpu: ServerCpu, before: float | None) -> float | None:
+    after = cpu.seconds()
+    return None if before is None or after is None else after - before
 
 
 def _latency(fn: Callable[[], Any], repeat: int = 50) -> tuple[float, float, float]:
@@ -211,6 +313,29 @@ def bench_queries(url: str, day: dt.date, expiration: dt.date) -> dict[str, floa
     return out
 
 
+def compress_history(url: str, newest: dt.date, policy: TimescalePolicy | None = None) -> None:
+    """With TimescaleDB, compress every chunk older than ``compress_after_days`` before ``newest``.
+
+    That is what the compression policy would have done by ``newest`` (it runs in the background on
+    its own schedule, relative to now()); doing it here makes the measured state deterministic.
+    """
+    policy = policy or TimescalePolicy()
+    with open_connection(url) as conn:
+        if timescaledb_version(conn) is None:
+            return
+        cutoff = newest - dt.timedelta(days=policy.compress_after_days)
+        t = time.perf_counter()
+        chunks = 0
+        for table in ("underlying_bars", "option_chain_snapshots", "gex_surface", "gex_levels"):
+            rows = conn.execute(
+                "SELECT compress_chunk(c, if_not_compressed => TRUE) FROM show_chunks(%s::regclass, older_than => %s) c",
+                [f"spy.{table}", cutoff],
+            ).fetchall()
+            conn.commit()
+            chunks += len(rows)
+        print(f"  compressed {chunks} chunks older than {cutoff} in {time.perf_counter() - t:.1f} s")
+
+
 def print_sizes(url: str) -> None:
     """Table, index and total sizes of the store (and TimescaleDB compression when present)."""
     with open_connection(url) as conn:
@@ -258,18 +383,24 @@ def main() -> None:
             fsync = conn.execute("SHOW fsync").fetchone()
         print(f"== bench_storage: PostgreSQL {version[0] if version else '?'} at {redact_url(admin)} "
               f"(fsync={fsync[0] if fsync else '?'}), {os.cpu_count()} CPUs")
+        use_timescale = os.environ.get("ZEROGEX_BENCH_TIMESCALEDB", "").strip() != "0"
         ingest_url = _db_url(admin, "zg_bench_ingest")
+        tsdb = _enable_timescaledb(ingest_url) if use_timescale else None
+        print(f"store: {'TimescaleDB ' + tsdb + ' hypertables' if tsdb else 'plain PostgreSQL tables'}")
         with open_connection(ingest_url) as conn:
             migrate(conn, "spy")
-        bench_ingest(ingest_url, ingest_days)
+        bench_ingest(ingest_url, ingest_days, ServerCpu(cluster))
         if history_days <= 0:
             return
         history_url = _db_url(admin, "zg_bench_history")
+        if use_timescale:
+            _enable_timescaledb(history_url)
         days = trading_days(history_days, END)
         print(f"history: loading {len(days)} SPY sessions {days[0]}..{days[-1]} (benchmarks.load_history)")
         stats = load_history(history_url, days, workers=os.cpu_count() or 2)
         print(f"  loaded in {stats.seconds:.1f} s (COPY {stats.copy_seconds:.1f} s): "
               + ", ".join(f"{k} {v:,}" for k, v in stats.rows.items()))
+        compress_history(history_url, days[-1])
         source_day = days[len(days) // 2]
         with open_connection(history_url) as conn:
             exp = conn.execute(

@@ -4,8 +4,8 @@ Per trading day it computes exactly what the assets compute (bars, chain snapsho
 ``expirations`` expirations, the GEX surface, the levels; same simulator and analytics), encodes
 each table with the binary ``COPY`` encoder in worker processes, and writes the day in one
 transaction (``DELETE`` the day, ``COPY``), so re-loading a range is idempotent. Tables come from the
-store's migrations, so the result is what the IO manager would have written, minus Dagster's
-run bookkeeping.
+store's migrations (and, with the TimescaleDB extension in the database, the same hypertable layout),
+so the result is what the IO manager would have written, minus Dagster's run bookkeeping.
 
     ZEROGEX_DATABASE_URL=postgresql://... python -m benchmarks.load_history --days 252
 
@@ -40,7 +40,12 @@ from zerogex_pipeline.sources.base import spots_from_bars
 from zerogex_pipeline.sources.simulated import SimulatedMarket
 from zerogex_pipeline.storage.postgres_copy import encode_binary_copy
 from zerogex_pipeline.storage.postgres_io_manager import open_connection
-from zerogex_pipeline.storage.postgres_migrations import migrate
+from zerogex_pipeline.storage.postgres_migrations import (
+    TimescalePolicy,
+    apply_timescaledb,
+    migrate,
+    timescaledb_version,
+)
 from zerogex_pipeline.storage.table_slices import quote_ident
 from zerogex_pipeline.underlyings import resolve_underlying
 
@@ -120,6 +125,8 @@ def load_history(
     conn = open_connection(url)
     try:
         migrate(conn, schema)
+        if timescaledb_version(conn) is not None:  # the same layout the IO manager sets up
+            apply_timescaledb(conn, schema, TimescalePolicy())
         jobs = [(underlying, d, expirations, snapshot_minutes) for d in days]
         results: Iterator[tuple[dt.date, dict[str, tuple[int, bytes]]]]
         with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
