@@ -119,7 +119,7 @@ def level_days(draw):
     return day(spot, zero_gamma=columns["zg"], call=columns["call"], put=columns["put"], net=net)
 
 
-@hsettings(max_examples=100, deadline=None)
+@hsettings(max_examples=60, deadline=None)
 @given(level_days())
 def test_events_are_causal_prefix_stable(frame: pd.DataFrame) -> None:
     """What the first k snapshots show never changes when later snapshots arrive (intraday growth)."""
