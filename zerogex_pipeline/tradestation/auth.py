@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 import threading
 import time
@@ -147,9 +148,11 @@ class TokenManager:
                         raise AuthError(f"{url}: token response is not a JSON object")
                     return body
                 if resp.status_code in (400, 401, 403):
+                    code = _auth_error(resp)
+                    why = ": revoked, expired or already rotated away" if code == "invalid_grant" else ""
                     raise AuthError(
-                        f"{url}: refresh token refused (HTTP {resp.status_code} {_auth_error(resp)}); "
-                        "re-authorize and set TRADESTATION_REFRESH_TOKEN"
+                        f"{url}: refresh token refused (HTTP {resp.status_code} {code}{why}); "
+                        "re-authorize and set TRADESTATION_REFRESH_TOKEN to the new refresh token"
                     )
                 last_error = f"HTTP {resp.status_code}"
             time.sleep(min(self._config.backoff_max_s, self._config.backoff_base_s * 2**attempt))
@@ -161,4 +164,5 @@ def _auth_error(resp: requests.Response) -> str:
         body = resp.json()
     except ValueError:
         return ""
-    return str(body.get("error", "")) if isinstance(body, dict) else ""
+    code = str(body.get("error", "")) if isinstance(body, dict) else ""
+    return code if re.fullmatch(r"[A-Za-z_]{1,40}", code) else ""  # an OAuth error code, never echoed text

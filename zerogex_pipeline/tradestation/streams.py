@@ -205,6 +205,10 @@ class Stream:
                         self.goaways += 1
                         raise _ReconnectNeededError("GoAway", immediate=True)
                     error = msg.get("Error")
+                    if error == "DualLogon":  # also in the docs' shape {"Symbol":..,"Error":"DualLogon"}
+                        raise StreamError(f"{self.path}: DualLogon: the server ended the stream because this "
+                                          "TradeStation user logged on from another session; close the other "
+                                          "session (or use another user) and retry")
                     if error and "Symbol" not in msg:
                         if error in FATAL_STREAM_ERRORS:
                             raise StreamError(f"{self.path}: {error}: {msg.get('Message', '')}")

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+import requests
 
+from zerogex_pipeline.tradestation import streams
 from zerogex_pipeline.tradestation.client import TradeStationClient
 from zerogex_pipeline.tradestation.config import RateBudget, config_from_env
 from zerogex_pipeline.tradestation.emulator import Emulator
-from zerogex_pipeline.tradestation.errors import ApiError, AuthError, CredentialsError, TradeStationError
+from zerogex_pipeline.tradestation.errors import (
+    ApiError,
+    AuthError,
+    CredentialsError,
+    StreamError,
+    TradeStationError,
+)
 from zerogex_pipeline_tests.tradestation.conftest import make_config
 
 SECRETS = ("s3cret-value", "rt-initial-secret")
@@ -173,8 +184,6 @@ def test_sandbox_and_url_overrides() -> None:
 
 
 def test_control_endpoints_switch_faults_from_another_process(client: TradeStationClient, emulator: Emulator) -> None:
-    import requests
-
     r = requests.post(f"{emulator.url}/__emulator/faults", json={"server_error_requests": 1}, timeout=5)
     assert r.status_code == 200 and r.json()["server_error_requests"] == 1
     bad = requests.post(f"{emulator.url}/__emulator/faults", json={"no_such_switch": 1}, timeout=5)
@@ -182,3 +191,44 @@ def test_control_endpoints_switch_faults_from_another_process(client: TradeStati
     client.quotes(["SPY"])
     stats = requests.get(f"{emulator.url}/__emulator/stats", timeout=5).json()
     assert stats["statuses"]["503"] == 1 and stats["requests"]["quotes"] == 2
+
+
+def test_revoked_refresh_token_gives_one_line_error_naming_the_variable(emulator: Emulator, tmp_path: Path) -> None:
+    c = TradeStationClient(make_config(emulator.url, tmp_path))
+    c.quotes(["SPY"])
+    r = requests.post(f"{emulator.url}/__emulator/faults", json={"revoke_refresh_tokens": True}, timeout=5)
+    assert r.status_code == 200
+    c.quotes(["SPY"])  # the access token still works until it expires
+    emulator.expire_tokens()
+    with pytest.raises(AuthError) as info:
+        c.quotes(["SPY"])
+    message = str(info.value)
+    assert "\n" not in message and "TRADESTATION_REFRESH_TOKEN" in message
+    assert "HTTP 403 invalid_grant: revoked, expired or already rotated away" in message
+    assert not any(s in message for s in SECRETS) and emulator.stats.invalid_grants == 1
+
+
+def test_revoked_refresh_token_cli_exit_status(emulator: Emulator, tmp_path: Path) -> None:
+    emulator.faults.revoke_refresh_tokens = True
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "TRADESTATION_API_URL": emulator.url,
+           "TRADESTATION_AUTH_URL": emulator.url, "TRADESTATION_CLIENT_ID": "cli",
+           "TRADESTATION_CLIENT_SECRET": "cli-secret-123", "TRADESTATION_REFRESH_TOKEN": "cli-refresh-456",
+           "ZEROGEX_DATA_DIR": str(tmp_path)}
+    out = subprocess.run([str(Path(sys.executable).parent / "zerogex"), "ts", "quote", "SPY", "--debug"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 1 and out.stdout == ""
+    last = out.stderr.strip().splitlines()[-1]
+    assert "TRADESTATION_REFRESH_TOKEN" in last and "invalid_grant" in last
+    assert "cli-refresh-456" not in out.stderr and "cli-secret-123" not in out.stderr
+
+
+@pytest.mark.parametrize("shape", ["symbol", "message"])
+def test_dual_logon_ends_the_stream_with_a_clear_error(client: TradeStationClient, emulator: Emulator,
+                                                       shape: str) -> None:
+    """The reference's in-band ``DualLogon`` (also in the docs' ``{"Symbol":..,"Error":"DualLogon"}`` shape) is
+    fatal, not data and not a reason to reconnect (that would fight the other session)."""
+    emulator.faults.update({"dual_logon_streams": 1, "dual_logon_shape": shape})
+    stream = streams.quote_stream(client, ["SPY"])
+    with pytest.raises(StreamError, match=r"DualLogon: .* logged on from another session"):
+        streams.take(stream, 1, timeout_s=5)
+    assert stream.reconnects == 0 and emulator.stats.streams_opened == 1

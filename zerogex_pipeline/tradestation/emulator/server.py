@@ -60,6 +60,12 @@ class Faults:
     starve_streams: int = 0
     split_chunks: bool = False
     malformed_every: int = 0
+    revoke_refresh_tokens: bool = False
+    """Every refresh grant is refused with 403 ``invalid_grant`` (a revoked key, [REF] Auth0 shape)."""
+    dual_logon_streams: int = 0
+    """The next streams end with the in-band ``DualLogon`` error instead of their data."""
+    dual_logon_shape: str = "symbol"
+    """``symbol``: ``{"Symbol":..,"Error":"DualLogon"}`` (the docs' example); ``message``: ``{"Error","Message"}``."""
 
     def update(self, values: dict[str, Any]) -> None:
         """Set fields from ``values``; unknown names raise ``ValueError`` naming them."""
@@ -334,7 +340,7 @@ class _Handler(BaseHTTPRequestHandler):
                                   "client_id and refresh_token are required"})
             return
         with em.lock:
-            if refresh in em.revoked_refresh:
+            if refresh in em.revoked_refresh or em.faults.revoke_refresh_tokens:
                 em.stats.invalid_grants += 1
                 bad = True
             else:
@@ -717,6 +723,9 @@ class _Handler(BaseHTTPRequestHandler):
             f.dead_streams -= int(dead)
             starve = f.starve_streams > 0
             f.starve_streams -= int(starve)
+            dual = f.dual_logon_streams > 0
+            f.dual_logon_streams -= int(dual)
+            dual_shape = f.dual_logon_shape
             split, malformed_every = f.split_chunks, f.malformed_every
             goaway_after, dead_after, shape = f.goaway_after, f.dead_after, f.goaway_shape
         self.send_response(200)
@@ -752,6 +761,14 @@ class _Handler(BaseHTTPRequestHandler):
                     next_tick = now + em.tick_s
                 if starve:
                     batch = []
+                if dual and batch:
+                    first = batch[0]
+                    symbol = first.get("Symbol") or (first.get("Legs") or [{}])[0].get("Symbol", "")
+                    err = ({"Symbol": symbol, "Error": "DualLogon"} if dual_shape == "symbol" else
+                           {"Error": "DualLogon", "Message": "The user logged on from another session."})
+                    write(json.dumps(err).encode() + b"\n")
+                    self._chunk(b"")
+                    return
                 lines = b""
                 for msg in batch:
                     if goaway and sent >= goaway_after:
