@@ -16,6 +16,7 @@ def _handle(args: argparse.Namespace) -> int:
         rotate_refresh_tokens=args.rotate_refresh_tokens, goaway_streams=args.goaway_streams,
         goaway_shape=args.goaway_shape, dead_streams=args.dead_streams, starve_streams=args.starve_streams,
         split_chunks=args.split_chunks, malformed_every=args.malformed_every,
+        revoke_refresh_tokens=args.revoke_refresh_tokens, dual_logon_streams=args.dual_logon_streams,
     )
     clock = None
     if args.at:
@@ -59,4 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--starve-streams", type=int, default=0, help="next N streams send heartbeats only")
     p.add_argument("--split-chunks", action="store_true", help="split stream objects across chunks")
     p.add_argument("--malformed-every", type=int, default=0, help="insert malformed lines every N messages")
+    p.add_argument("--revoke-refresh-tokens", action="store_true",
+                   help="refuse every refresh grant with 403 invalid_grant (a revoked key)")
+    p.add_argument("--dual-logon-streams", type=int, default=0,
+                   help='next N streams end with {"Symbol":..,"Error":"DualLogon"}')
     p.set_defaults(handler=_handle)
