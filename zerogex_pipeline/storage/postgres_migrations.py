@@ -144,8 +144,33 @@ def timescaledb_version(conn: psycopg.Connection) -> str | None:
     return None if row is None else str(row[0])
 
 
+def _set_compression_policy(conn: psycopg.Connection, schema: str, table: str, days: int) -> None:
+    """Compress chunks older than ``days``: keep a matching policy, replace one with another age."""
+    qualified = f"{quote_ident(schema)}.{quote_ident(table)}"
+    row = conn.execute(
+        "SELECT config->>'compress_after' FROM timescaledb_information.jobs WHERE proc_name = 'policy_compression' "
+        "AND hypertable_schema = %s AND hypertable_name = %s",
+        [schema, table],
+    ).fetchone()
+    wanted = f"{days} days"
+    if row is not None and row[0] == wanted:
+        return
+    if row is not None:
+        conn.execute("SELECT remove_compression_policy(%s::regclass, if_exists => TRUE)", [qualified])
+    conn.execute("SELECT add_compression_policy(%s::regclass, %s::interval)", [qualified, wanted])
+
+
 def apply_timescaledb(conn: psycopg.Connection, schema: str, policy: TimescalePolicy) -> None:
-    """Hypertables, compression and retention for ``schema`` (idempotent; needs the extension)."""
+    """Hypertables, compression and retention for ``schema`` (idempotent; needs the extension).
+
+    Re-applying with another ``policy`` replaces the compression and retention policies. Raises
+    :class:`StorageError` for a negative age.
+    """
+    if policy.compress_after_days < 0 or (policy.snapshot_retention_days is not None and policy.snapshot_retention_days < 1):
+        raise StorageError(
+            f"TimescaleDB policy for {schema!r}: compress_after_days must be >= 0 (got {policy.compress_after_days}) "
+            f"and snapshot_retention_days >= 1 or null (got {policy.snapshot_retention_days})"
+        )
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [_lock_key(schema)])
         for table, (interval, segment_by, order_by) in HYPERTABLES.items():
@@ -167,10 +192,7 @@ def apply_timescaledb(conn: psycopg.Connection, schema: str, policy: TimescalePo
                         "timescaledb.compress_orderby = {})"
                     ).format(sql.Identifier(schema, table), sql.Literal(segment_by), sql.Literal(order_by))
                 )
-            conn.execute(
-                "SELECT add_compression_policy(%s::regclass, %s::interval, if_not_exists => TRUE)",
-                [qualified, f"{policy.compress_after_days} days"],
-            )
+            _set_compression_policy(conn, schema, table, policy.compress_after_days)
         snapshots = f"{quote_ident(schema)}.{quote_ident('option_chain_snapshots')}"
         conn.execute("SELECT remove_retention_policy(%s::regclass, if_exists => TRUE)", [snapshots])
         if policy.snapshot_retention_days is not None:
