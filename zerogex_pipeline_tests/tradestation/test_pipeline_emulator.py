@@ -21,7 +21,7 @@ import requests
 from zerogex_pipeline import market_calendar, runner
 from zerogex_pipeline.defs.market_data import source_retries
 from zerogex_pipeline.defs.resources import MarketDataResource
-from zerogex_pipeline.runner import DayRun, materialize_day
+from zerogex_pipeline.runner import DayRun, RunFailedError, materialize_day
 from zerogex_pipeline.settings import Settings, load_settings
 from zerogex_pipeline.tradestation.emulator import Emulator
 from zerogex_pipeline.tradestation.resource import TradeStationResource
@@ -148,3 +148,71 @@ def test_live_day_under_stream_fault_stores_the_fault_free_rows(live: LiveEnv, n
     assert run.rows == live.base_run.rows
     assert after["streams_opened"] - before["streams_opened"] == connections
     print(f"\n{name}: {seconds:.1f} s")
+
+
+def test_spx_live_day_end_to_end(live: LiveEnv) -> None:
+    """$SPX.X with SPXW PM weeklies and the AM-settled SPX monthly beside the PM SPXW one (2025-01-17).
+
+    Known failure outside this package: the blocking ``levels_plausibility`` check fails whenever an AM and a
+    PM series share a strike (the simulated source fails the same way): ``chain_from_surface`` rebuilds one
+    contract per (strike, expiration) from the OI-weighted IV and the first series' T, so the levels totals
+    differ from the surface sums by ~1 %. Everything is stored before that check runs; the stored rows are
+    asserted here, then the test is marked xfail with that reason until the levels code is fixed.
+    """
+    exps = [dt.date(2025, 1, 15), dt.date(2025, 1, 16), dt.date(2025, 1, 17)]
+    check_failure = ""
+    try:
+        run, got = _run_day(live.tmp / "spx", TODAY, "SPX", expirations=3)
+    except RunFailedError as exc:
+        if "spx/gex_levels [2025-01-15]" not in str(exc) or "levels_plausibility" not in str(exc):
+            raise
+        check_failure = str(exc).splitlines()[-1]
+        run = DayRun("SPX", TODAY, exps)
+        got = _tables(_settings(live.tmp / "spx", "SPX", 3), "spx")
+        run.rows["option_chain_snapshots"] = len(got["option_chain_snapshots"])
+    assert run.expirations == exps
+    bars = got["underlying_bars"]
+    assert len(bars) == 90 and (bars["underlying"] == "SPX").all() and bars["close"].between(3000, 9000).all()
+    chain = got["option_chain_snapshots"]
+    assert sorted(set(chain["expiration"].dt.date)) == exps and not chain.duplicated(["snapshot_ts", "symbol"]).any()
+    chain["root"] = chain["symbol"].str.split(" ").str[0]
+    series = chain.groupby(chain["expiration"].dt.date)[["root", "settlement"]].apply(
+        lambda g: sorted(set(zip(g["root"], g["settlement"], strict=True))))
+    assert series.to_dict() == {exps[0]: [("SPXW", "PM")], exps[1]: [("SPXW", "PM")],
+                                exps[2]: [("SPX", "AM"), ("SPXW", "PM")]}
+    assert (chain["strike"] % 5 == 0).all() and (abs(chain["strike"] / chain["spot"] - 1) <= 0.02 + 1e-12).all()
+    last = chain[chain["snapshot_ts"] == NOW]
+    assert set(zip(last["root"], last["settlement"], strict=True)) == {("SPXW", "PM"), ("SPX", "AM")}
+    assert last["iv"].notna().all() and (last["ask"] >= last["bid"]).all()  # live: from the $SPX.X chain stream
+    assert (chain.loc[chain["snapshot_ts"] < NOW, "bid"] == 0).all()
+    # every (snapshot, contract) has its spot; the surface and levels cover every snapshot and expiration
+    surface = got["gex_surface"]
+    assert sorted(set(surface["expiration"].dt.date)) == exps
+    assert len(got["gex_levels"]) == 4 and got["gex_levels"]["spot"].equals(
+        chain.groupby("snapshot_ts")["spot"].first().reset_index(drop=True))
+    assert run.rows["option_chain_snapshots"] == len(chain)
+    if check_failure:
+        pytest.xfail(f"known, outside the TradeStation package: {check_failure} (AM and PM series on one strike)")
+
+
+@pytest.mark.parametrize("underlying", ["SPY", "SPX"])
+def test_requests_per_backfilled_day(live: LiveEnv, underlying: str) -> None:
+    """A past day (historical path): one bar request for the underlying and one per candidate contract, no
+    stream; the numbers are printed for the quota note (settings here: 3 expirations, 2 %, 30 min)."""
+    day = dt.date(2025, 1, 14)
+    before = _stats(live.emulator)
+    run, got = _run_day(live.tmp / f"count-{underlying}", day, underlying, expirations=3)
+    after = _stats(live.emulator)
+    used = {k: v - before["requests"].get(k, 0) for k, v in after["requests"].items()
+            if v - before["requests"].get(k, 0)}
+    u = resolve_underlying(underlying)
+    spots = got["option_chain_snapshots"].groupby("snapshot_ts")["spot"].first()
+    lo, hi = spots.min() * 0.98, spots.max() * 1.02
+    strikes = sum(1 for k in range(int(lo // u.strike_step), int(hi // u.strike_step) + 2)
+                  if lo <= k * u.strike_step <= hi)
+    series = sum(2 if (underlying == "SPX" and e == dt.date(2025, 1, 17)) else 1 for e in run.expirations)
+    assert used.get("barcharts") == 1 + 2 * strikes * series
+    assert after["streams_opened"] == before["streams_opened"] and used.get("stream-connect", 0) == 0
+    assert used.get("options-expirations", 0) <= 1  # one per process and day (cached)
+    assert len(got["gex_levels"]) == 14  # 09:30 .. 16:00 every 30 min
+    print(f"\n{underlying} {day} ({run.expirations[0]}..{run.expirations[-1]}): requests {used}")
