@@ -198,10 +198,10 @@ def test_spx_live_day_end_to_end(live: LiveEnv) -> None:
 @pytest.mark.parametrize("underlying", ["SPY", "SPX"])
 def test_requests_per_backfilled_day(live: LiveEnv, underlying: str) -> None:
     """A past day (historical path): one bar request for the underlying and one per candidate contract, no
-    stream; the numbers are printed for the quota note (settings here: 3 expirations, 2 %, 30 min)."""
+    stream. Settings here: 1 expiration, 2 %, 30 min (the defaults' counts are in the quota note)."""
     day = dt.date(2025, 1, 14)
     before = _stats(live.emulator)
-    run, got = _run_day(live.tmp / f"count-{underlying}", day, underlying, expirations=3)
+    run, got = _run_day(live.tmp / f"count-{underlying}", day, underlying, expirations=1)
     after = _stats(live.emulator)
     used = {k: v - before["requests"].get(k, 0) for k, v in after["requests"].items()
             if v - before["requests"].get(k, 0)}
