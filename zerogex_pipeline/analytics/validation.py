@@ -62,7 +62,8 @@ class Problem:
     examples: tuple[str, ...]
 
     def __str__(self) -> str:
-        return f"{self.rule}: {self.count} (first: {'; '.join(self.examples)})"
+        first = f" (first: {'; '.join(self.examples)})" if self.examples else ""
+        return f"{self.rule}: {self.count}{first}"
 
 
 @dataclass(frozen=True)

@@ -206,6 +206,7 @@ def _crossed(chain: pd.DataFrame) -> pd.DataFrame:
         (_row("iv", 50.0), "vendor IV outside [0, 10]: 1"),
         (lambda c: c[(c["option_type"] == "C") | (c["strike"] >= c["spot"])],
          "strike window covered on one side only"),
+        (lambda c: c.iloc[:0], "the chain is empty and its materialization gives no empty_reason: 1"),
     ],
 )
 def test_a_corrupted_chain_fails_its_check_and_blocks_the_surface(

@@ -48,11 +48,10 @@ def empty_reason(context: dg.AssetCheckExecutionContext, key: dg.AssetKey) -> st
     return str(reason) if reason else None
 
 
-def to_check_result(result: ValidationResult, extra: Mapping[str, object] | None = None) -> dg.AssetCheckResult:
+def to_check_result(result: ValidationResult) -> dg.AssetCheckResult:
     """An ERROR-severity check result: passed, the numbers and the problems as metadata."""
     text = result.summary()
     metadata: dict[str, object] = {k: v for k, v in result.numbers.items() if v is not None}
-    metadata.update(extra or {})
     metadata["problems"] = dg.MetadataValue.text(text[:MAX_PROBLEM_CHARS])
     metadata["problem_count"] = len(result.problems)
     return dg.AssetCheckResult(
