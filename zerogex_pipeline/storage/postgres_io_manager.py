@@ -54,6 +54,7 @@ from zerogex_pipeline.storage.table_slices import (
     qualified_name,
     quote_ident,
     select_slice,
+    slice_date_bounds,
     slice_lock_keys,
     slice_schema,
     where_clause,
@@ -149,7 +150,9 @@ def describe_error(exc: BaseException, url: str, what: str) -> StorageError:
             "the role needs CONNECT on the database, CREATE on it (first run creates the schemas) and "
             "ownership of or SELECT/INSERT/DELETE on the tables"
         )
-    if isinstance(exc, psycopg.OperationalError) and not isinstance(exc, pg_errors.QueryCanceled):
+    sqlstate = getattr(exc, "sqlstate", None)
+    connecting = sqlstate is None or sqlstate.startswith(("08", "28", "57P"))  # connection, auth, shutdown
+    if isinstance(exc, psycopg.OperationalError) and not isinstance(exc, pg_errors.QueryCanceled) and connecting:
         message = str(exc)
         message = re.sub(r"^connection failed:\s*", "", message.strip())
         return StorageError(f"PostgreSQL {where}: cannot connect ({redact(message, url)})")
@@ -247,21 +250,24 @@ atexit.register(close_idle_connections)
 # Schema preparation (once per process, database and schema)
 # ---------------------------------------------------------------------------------------------
 
-_READY: set[tuple[str, str]] = set()
+_READY: dict[tuple[str, str], bool] = {}
+"""Prepared ``(url, schema)`` -> whether its tables are TimescaleDB hypertables."""
 _READY_LOCK = threading.Lock()
 
 
-def prepare_schema(conn: psycopg.Connection, url: str, schema: str, use_timescaledb: bool, policy: TimescalePolicy) -> None:
+def prepare_schema(conn: psycopg.Connection, url: str, schema: str, use_timescaledb: bool, policy: TimescalePolicy) -> bool:
     """Apply pending migrations (and the TimescaleDB layout) and refuse a drifted schema.
 
-    Cached per process for ``(url, schema)``: the checks run once per worker, not per write.
+    Returns whether the tables are TimescaleDB hypertables. Cached per process for ``(url, schema)``:
+    the checks run once per worker, not per write.
     """
     key = (url, schema)
     with _READY_LOCK:
         if key in _READY:
-            return
+            return _READY[key]
     migrate(conn, schema)
-    if use_timescaledb and timescaledb_version(conn) is not None:
+    timescale = use_timescaledb and timescaledb_version(conn) is not None
+    if timescale:
         apply_timescaledb(conn, schema, policy)
     drift = schema_drift(conn, schema)
     if drift:
@@ -271,7 +277,8 @@ def prepare_schema(conn: psycopg.Connection, url: str, schema: str, use_timescal
             "Add a migration (python -m zerogex_pipeline.storage.postgres_migrations --new <name>)"
         )
     with _READY_LOCK:
-        _READY.add(key)
+        _READY[key] = timescale
+    return timescale
 
 
 def forget_prepared_schemas() -> None:
@@ -301,6 +308,31 @@ def lock_slice(connection: psycopg.Connection, table_slice: TableSlice) -> None:
     connection.execute(
         "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM unnest(%s::text[]) AS k", [keys]
     )
+
+
+def decompress_slice_chunks(connection: psycopg.Connection, table_slice: TableSlice) -> int:
+    """Decompress the compressed TimescaleDB chunks holding days of the slice; returns how many.
+
+    On TimescaleDB 2.28 a DELETE of a slice in a compressed chunk removes whole compressed batches
+    cheaply, but the COPY that follows checks every new row's primary key against the compressed
+    batches of its segment and decompresses them row after row: re-writing one 18k-row chain partition
+    ran for more than 10 minutes, and more than ``timescaledb.max_tuples_decompressed_per_dml_transaction``
+    (100,000) rows of a 5-session chunk fail the transaction. Decompressing the chunk once (a few
+    seconds for a 5-session chain chunk) makes the re-write an ordinary DELETE + COPY; the compression
+    policy compresses the chunk again on its next run. Runs after the slice's locks, inside its transaction.
+    """
+    bounds = slice_date_bounds(table_slice)
+    where = "" if bounds is None else " AND c.range_start < %s::timestamptz AND c.range_end > %s::timestamptz"
+    params: list[Any] = [table_slice.schema, table_slice.table]
+    if bounds is not None:
+        params += [bounds[1].isoformat(), bounds[0].isoformat()]
+    rows = connection.execute(
+        "SELECT decompress_chunk(format('%%I.%%I', c.chunk_schema, c.chunk_name)::regclass, if_compressed => TRUE) "
+        "FROM timescaledb_information.chunks c WHERE c.hypertable_schema = %s AND c.hypertable_name = %s "
+        f"AND c.is_compressed{where}",
+        params,
+    ).fetchall()
+    return len(rows)
 
 
 def copy_frame(cursor: psycopg.Cursor[Any], qualified: str, frame: pd.DataFrame, schema: AssetSchema) -> None:
@@ -366,6 +398,11 @@ class PostgresPartitionClient(DbClient):
     @staticmethod
     def delete_table_slice(context: dg.OutputContext, table_slice: TableSlice, connection: Any) -> None:
         lock_slice(connection, table_slice)
+        config = context.resource_config or {}
+        with _READY_LOCK:
+            timescale = _READY.get((str(config.get("database_url", "")), table_slice.schema), False)
+        if timescale:
+            decompress_slice_chunks(connection, table_slice)
         clause, params = where_clause(table_slice, "%s")
         connection.execute(f"DELETE FROM {qualified_name(table_slice)} WHERE {clause}".encode(), params)
 

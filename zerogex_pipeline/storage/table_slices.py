@@ -119,6 +119,19 @@ def _dimension_keys(dim: TablePartitionDimension, kind: str) -> list[str]:
     return sorted(str(_bound_value(kind, k)) for k in dim.partitions)
 
 
+def slice_date_bounds(table_slice: TableSlice, column: str = "session_date") -> tuple[dt.date, dt.date] | None:
+    """``(first, end)`` (end exclusive) of the days the slice covers in ``column``; ``None`` when unbounded."""
+    dims: Sequence[TablePartitionDimension] = table_slice.partition_dimensions or []
+    schema = slice_schema(table_slice)
+    for dim in dims:
+        if dim.partition_expr == column:
+            keys = _dimension_keys(dim, _column_kind(schema, column))
+            if not keys:
+                return None
+            return dt.date.fromisoformat(keys[0]), dt.date.fromisoformat(keys[-1]) + dt.timedelta(days=1)
+    return None
+
+
 def slice_lock_keys(table_slice: TableSlice) -> tuple[str, list[str]]:
     """Advisory-lock keys serializing writes of overlapping slices of one table.
 
