@@ -204,8 +204,10 @@ GEX_SURFACE = AssetSchema(
         ("call_iv_source", "text", "Call IV source: vendor, mid, last or none.", True),
         ("put_iv_source", "text", "Put IV source: vendor, mid, last or none.", True),
         ("t_convention", "text", "Time-to-expiry convention used.", True),
+        ("settlement", "text", "'PM' (16:00 ET) or 'AM' (09:30 ET, SPX monthlies): one row per series, so an "
+         "SPX AM and PM monthly sharing a date and strike keep their own time to expiry."),
     ),
-    primary_key=("session_date", "expiration", "snapshot_ts", "strike"),
+    primary_key=("session_date", "expiration", "snapshot_ts", "strike", "settlement"),
 )
 
 GEX_LEVELS = AssetSchema(

@@ -20,7 +20,11 @@ from zerogex_pipeline.analytics.engine import FLIP_DTE_REFS, Chain, Product, com
 def chain_from_surface(rows: pd.DataFrame) -> Chain:
     """Engine arrays of one snapshot from its ``gex_surface`` rows (calls then puts)."""
     n = len(rows)
+    # One expiration per (date, settlement): an SPX AM monthly is its own expiration ("2025-01-17 AM"),
+    # so max pain and the per-expiration totals never pool it with the PM series of the same date.
     exp_dates = pd.to_datetime(rows["expiration"]).dt.strftime("%Y-%m-%d")
+    if "settlement" in rows:
+        exp_dates = exp_dates.where(rows["settlement"].to_numpy() != "AM", exp_dates + " AM")
     codes, uniques = pd.factorize(exp_dates, sort=True)
 
     def both(col: str) -> np.ndarray:

@@ -32,7 +32,7 @@ def contract_gex(
 
 
 def build_surface(chain: pd.DataFrame, rate: float, dividend_yield: float) -> pd.DataFrame:
-    """Aggregate a chain frame into one row per (snapshot, expiration, strike) with call/put/net exposures.
+    """Aggregate a chain frame into one row per (snapshot, expiration, settlement, strike) with exposures.
 
     Args:
         chain: ``option_chain_snapshots`` rows (any number of snapshots and expirations).
@@ -53,7 +53,7 @@ def build_surface(chain: pd.DataFrame, rate: float, dividend_yield: float) -> pd
     oi = chain["open_interest"].to_numpy(dtype=np.float64)
     vol = chain["volume"].to_numpy(dtype=np.float64)
     so = sign * oi * CONTRACT_MULTIPLIER
-    keys = ["underlying", "session_date", "expiration", "snapshot_ts", "strike"]
+    keys = ["underlying", "session_date", "expiration", "snapshot_ts", "strike", "settlement"]
     lines = chain[keys].copy()
     lines["oi"] = oi
     lines["volume"] = vol
@@ -73,8 +73,9 @@ def build_surface(chain: pd.DataFrame, rate: float, dividend_yield: float) -> pd
     base["time_to_expiry"] = T
     out = base.drop_duplicates(keys).reset_index(drop=True)
     for side, mask in (("call", is_call), ("put", ~is_call)):
-        # Several series can share a strike (SPX AM and PM monthlies): OI and exposures add up; the IV and
-        # gamma shown are OI-weighted averages of the series; the IV source is the first series'.
+        # AM and PM series (SPX monthlies) are separate rows. Should two series of one settlement ever share
+        # a strike, OI and exposures add up, the IV and gamma shown are OI-weighted averages and the IV
+        # source is the first series'.
         agg = lines[mask].groupby(keys, sort=False).agg(
             **{c: (c, "sum") for c in _SUMMED}, iv_w=("iv_w", "sum"), gamma_w=("gamma_w", "sum"),
             w=("w", "sum"), iv_first=("iv", "first"), gamma_first=("gamma", "first"),
@@ -94,4 +95,4 @@ def build_surface(chain: pd.DataFrame, rate: float, dividend_yield: float) -> pd
     out["rate"] = rate
     out["dividend_yield"] = dividend_yield
     out["t_convention"] = T_CONVENTION
-    return out.sort_values(["snapshot_ts", "expiration", "strike"], kind="stable").reset_index(drop=True)
+    return out.sort_values(["snapshot_ts", "expiration", "settlement", "strike"], kind="stable").reset_index(drop=True)

@@ -286,7 +286,7 @@ def validate_surface(surface: pd.DataFrame, chain: pd.DataFrame) -> ValidationRe
 
     Rules: ``call_gex >= 0``, ``put_gex <= 0`` (dealer convention; volume GEX likewise); ``net = call + put``;
     each side's GEX equals ``gamma · OI · 100 · S² · 0.01`` with its sign (0 when gamma is null); one row per
-    (snapshot, strike) of the chain; call and put OI per (snapshot, strike) equal the chain's sums; IVs null
+    (snapshot, strike, settlement) of the chain; call and put OI per (snapshot, strike) equal the chain's sums; IVs null
     or in ``[0, IV_MAX]`` (the surface writes 0, the OI-weighted mean of no usable IV, for settled strikes). Reconciliations: relative ``RECONCILE_RTOL`` of the row's gross GEX.
     """
     require_columns(surface, ["snapshot_ts", "strike", "spot", "call_oi", "put_oi", "call_iv", "put_iv",
@@ -326,7 +326,8 @@ def validate_surface(surface: pd.DataFrame, chain: pd.DataFrame) -> ValidationRe
                      [*key, f"{side}_iv"])
     out.rows("negative time to expiry", ~(surface["time_to_expiry"].to_numpy(np.float64) >= 0), surface,
              [*key, "time_to_expiry"])
-    out.rows("repeated (snapshot_ts, strike)", surface.duplicated(key).to_numpy(), surface, key)
+    series = [*key, "settlement"] if "settlement" in surface else key  # SPX AM and PM rows share a strike
+    out.rows(f"repeated ({', '.join(series)})", surface.duplicated(series).to_numpy(), surface, series)
     oi = chain.assign(call_oi=np.where(chain["option_type"] == "C", chain["open_interest"], 0),
                       put_oi=np.where(chain["option_type"] == "P", chain["open_interest"], 0))
     by_strike = oi.groupby(key)[["call_oi", "put_oi"]].sum()

@@ -21,7 +21,7 @@ import requests
 from zerogex_pipeline import market_calendar, runner
 from zerogex_pipeline.defs.market_data import source_retries
 from zerogex_pipeline.defs.resources import MarketDataResource
-from zerogex_pipeline.runner import DayRun, RunFailedError, materialize_day
+from zerogex_pipeline.runner import DayRun, materialize_day
 from zerogex_pipeline.settings import Settings, load_settings
 from zerogex_pipeline.tradestation.emulator import Emulator
 from zerogex_pipeline.tradestation.resource import TradeStationResource
@@ -153,23 +153,11 @@ def test_live_day_under_stream_fault_stores_the_fault_free_rows(live: LiveEnv, n
 def test_spx_live_day_end_to_end(live: LiveEnv) -> None:
     """$SPX.X with SPXW PM weeklies and the AM-settled SPX monthly beside the PM SPXW one (2025-01-17).
 
-    Known failure outside this package: the blocking ``levels_plausibility`` check fails whenever an AM and a
-    PM series share a strike (the simulated source fails the same way): ``chain_from_surface`` rebuilds one
-    contract per (strike, expiration) from the OI-weighted IV and the first series' T, so the levels totals
-    differ from the surface sums by ~1 %. Everything is stored before that check runs; the stored rows are
-    asserted here, then the test is marked xfail with that reason until the levels code is fixed.
+    The AM and PM monthly series share strikes: the surface keeps one row per settlement, so every blocking
+    check (levels plausibility included) passes and the run succeeds.
     """
     exps = [dt.date(2025, 1, 15), dt.date(2025, 1, 16), dt.date(2025, 1, 17)]
-    check_failure = ""
-    try:
-        run, got = _run_day(live.tmp / "spx", TODAY, "SPX", expirations=3)
-    except RunFailedError as exc:
-        if "spx/gex_levels [2025-01-15]" not in str(exc) or "levels_plausibility" not in str(exc):
-            raise
-        check_failure = str(exc).splitlines()[-1]
-        run = DayRun("SPX", TODAY, exps)
-        got = _tables(_settings(live.tmp / "spx", "SPX", 3), "spx")
-        run.rows["option_chain_snapshots"] = len(got["option_chain_snapshots"])
+    run, got = _run_day(live.tmp / "spx", TODAY, "SPX", expirations=3)
     assert run.expirations == exps
     bars = got["underlying_bars"]
     assert len(bars) == 90 and (bars["underlying"] == "SPX").all() and bars["close"].between(3000, 9000).all()
@@ -188,11 +176,12 @@ def test_spx_live_day_end_to_end(live: LiveEnv) -> None:
     # every (snapshot, contract) has its spot; the surface and levels cover every snapshot and expiration
     surface = got["gex_surface"]
     assert sorted(set(surface["expiration"].dt.date)) == exps
+    monthly = surface[surface["expiration"].dt.date == exps[2]]
+    assert set(monthly["settlement"]) == {"AM", "PM"} and not surface.duplicated(
+        ["snapshot_ts", "expiration", "strike", "settlement"]).any()
     assert len(got["gex_levels"]) == 4 and got["gex_levels"]["spot"].equals(
         chain.groupby("snapshot_ts")["spot"].first().reset_index(drop=True))
     assert run.rows["option_chain_snapshots"] == len(chain)
-    if check_failure:
-        pytest.xfail(f"known, outside the TradeStation package: {check_failure} (AM and PM series on one strike)")
 
 
 @pytest.mark.parametrize("underlying", ["SPY", "SPX"])

@@ -19,6 +19,7 @@ from zerogex_pipeline.storage.migrations import (
     m0001_initial,
     m0002_analytics_engine_columns,
     m0003_alerts_and_backtest,
+    m0004_surface_rows_per_settlement,
 )
 
 
@@ -46,5 +47,5 @@ def _from_module(module: ModuleType) -> Migration:
     return Migration(version=int(number), name=name, sql=str(module.SQL))
 
 
-MIGRATIONS: tuple[Migration, ...] = tuple(_from_module(m) for m in (m0001_initial, m0002_analytics_engine_columns, m0003_alerts_and_backtest))
+MIGRATIONS: tuple[Migration, ...] = tuple(_from_module(m) for m in (m0001_initial, m0002_analytics_engine_columns, m0003_alerts_and_backtest, m0004_surface_rows_per_settlement))
 """Every migration, in version order."""
