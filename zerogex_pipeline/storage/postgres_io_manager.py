@@ -326,6 +326,9 @@ def decompress_slice_chunks(connection: psycopg.Connection, table_slice: TableSl
     params: list[Any] = [table_slice.schema, table_slice.table]
     if bounds is not None:
         params += [bounds[1].isoformat(), bounds[0].isoformat()]
+    # Decompressing inside the write transaction counts against the per-transaction DML limit
+    # (a 5-session chain chunk is ~210k rows): lift it for this transaction only.
+    connection.execute("SET LOCAL timescaledb.max_tuples_decompressed_per_dml_transaction = 0")
     rows = connection.execute(
         "SELECT decompress_chunk(format('%%I.%%I', c.chunk_schema, c.chunk_name)::regclass, if_compressed => TRUE) "
         "FROM timescaledb_information.chunks c WHERE c.hypertable_schema = %s AND c.hypertable_name = %s "
