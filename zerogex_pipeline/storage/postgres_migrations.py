@@ -10,9 +10,11 @@ With the ``timescaledb`` extension installed in the database, :func:`apply_times
 four tables into hypertables on ``session_date`` (every query and every partition DELETE filters on
 it, so chunk exclusion always applies), sets compression segmented by ``underlying`` (and
 ``expiration`` for the per-expiration tables), and adds the compression and retention policies.
-Chunk intervals: 7 days for chain snapshots and surface (a SPY day at the default window is ~55k
-chain rows, ~15 MB with its index, so a chunk is ~100 MB: small against memory, large enough to
-keep the chunk count low), 35 days for bars and levels (a few hundred rows a day).
+Chunk intervals: 7 days for chain snapshots and surface (a SPY session at the default window is
+~52,500 chain rows, ~15 MB with its index, so a chunk of 5 sessions is ~75 MB: small against memory,
+~52 chunks a year, and full 1,000-row compressed batches per ``(underlying, expiration)`` segment),
+35 days for bars and levels (a few hundred rows a session; 7-day chunks would leave their compressed
+batches under-filled). The measurements behind this are in docs/storage.md.
 
 Run ``python -m zerogex_pipeline.storage.postgres_migrations --new <name>`` to write the next
 migration from the difference between the declared schemas and the migrations.
