@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,11 @@ from zerogex_pipeline_tests.ui.servers import ARTIFACTS_ROOT
 
 @pytest.fixture
 def artifacts_dir(request: pytest.FixtureRequest) -> Path:
-    """``test-artifacts/<test name>/``, emptied first; logs and screenshots stay there after the test."""
-    path = ARTIFACTS_ROOT / request.node.name
-    shutil.rmtree(path, ignore_errors=True)
+    """``test-artifacts/<test name>/<UTC time>-<pid>/``: logs and screenshots stay there after the test.
+
+    One folder per run, never emptied, so concurrent runs of the same test (several engineers on one
+    checkout, or pytest-xdist) don't delete each other's logs.
+    """
+    path = ARTIFACTS_ROOT / request.node.name / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}"
     path.mkdir(parents=True)
     return path

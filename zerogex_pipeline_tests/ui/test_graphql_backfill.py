@@ -55,7 +55,6 @@ from zerogex_pipeline_tests.ui.servers import (
     wait_for_location,
 )
 
-START, END = "2025-11-26", "2025-12-01"
 DATES = ["2025-11-26", "2025-11-28", "2025-12-01"]  # Thanksgiving 11-27 and the weekend are not sessions
 TRACKED = 3  # ZEROGEX_EXPIRATIONS default: nearest listed expirations per date
 BARS_PER_DAY = {"2025-11-26": 390, "2025-11-28": 210, "2025-12-01": 390}
@@ -205,10 +204,32 @@ def wait_for_backfill(stack: Stack, backfill_id: str) -> dict[str, Any]:
         info = graphql(stack.port, BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
         assert info["__typename"] == "PartitionBackfill", info
         if info["status"] in TERMINAL:
-            assert info["status"] in ("COMPLETED_SUCCESS", "COMPLETED"), f"backfill ended {info}\n{stack.logs()}"
+            assert info["status"] in ("COMPLETED_SUCCESS", "COMPLETED"), (
+                f"backfill ended {info}\n{failed_runs(backfill_id)}\n{stack.logs()}"
+            )
             return info
         time.sleep(2.0)
-    raise AssertionError(f"backfill {backfill_id} not done after {BACKFILL_TIMEOUT_S:.0f}s: {info}\n{stack.logs()}")
+    raise AssertionError(
+        f"backfill {backfill_id} not done after {BACKFILL_TIMEOUT_S:.0f}s: {info}\n{failed_runs(backfill_id)}\n{stack.logs()}"
+    )
+
+
+def failed_runs(backfill_id: str) -> str:
+    """The backfill's unfinished or unsuccessful runs with their step/run failure messages and errors, for a failure message."""
+    instance = dg.DagsterInstance.get()
+    lines = []
+    for run in instance.get_runs(RunsFilter(tags={BACKFILL_ID_TAG: backfill_id})):
+        if run.status == DagsterRunStatus.SUCCESS:
+            continue
+        lines.append(f"run {run.run_id} {run.status.value} tags={dict(run.tags)}")
+        for record in instance.all_logs(run.run_id):
+            event = record.dagster_event
+            if event and event.event_type in (dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE):
+                error = getattr(event.event_specific_data, "error", None)
+                lines.append(f"  {event.event_type.value} {event.step_key or ''}: {event.message}")
+                if error is not None:
+                    lines.append(f"  {error.to_string()[:3000]}")
+    return "\n".join(lines) or "no unsuccessful run recorded"
 
 
 def run_backfill(stack: Stack, title: str) -> tuple[str, float]:
