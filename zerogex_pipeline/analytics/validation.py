@@ -119,6 +119,10 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+def _fmt_key(key: object) -> str:
+    return " ".join(_fmt(k) for k in key) if isinstance(key, tuple) else _fmt(key)
+
+
 def _worst(values: np.ndarray) -> float:
     finite = values[np.isfinite(values)]
     return float(finite.max()) if finite.size else 0.0
@@ -286,15 +290,17 @@ def validate_surface(surface: pd.DataFrame, chain: pd.DataFrame) -> ValidationRe
 
     Rules: ``call_gex >= 0``, ``put_gex <= 0`` (dealer convention; volume GEX likewise); ``net = call + put``;
     each side's GEX equals ``gamma · OI · 100 · S² · 0.01`` with its sign (0 when gamma is null); one row per
-    (snapshot, strike, settlement) of the chain; call and put OI per (snapshot, strike) equal the chain's sums; IVs null
-    or in ``[0, IV_MAX]`` (the surface writes 0, the OI-weighted mean of no usable IV, for settled strikes). Reconciliations: relative ``RECONCILE_RTOL`` of the row's gross GEX.
+    (snapshot, strike, settlement) of the chain, with the chain's call and put OI sums; IVs null or in
+    ``[0, IV_MAX]`` (the surface writes 0, the OI-weighted mean of no usable IV, for settled strikes).
+    Reconciliations: relative ``RECONCILE_RTOL`` of the row's gross GEX.
     """
     require_columns(surface, ["snapshot_ts", "strike", "spot", "call_oi", "put_oi", "call_iv", "put_iv",
                               "call_gamma", "put_gamma", "call_gex", "put_gex", "net_gex", "time_to_expiry"],
                     "gex_surface")
     require_columns(chain, ["snapshot_ts", "strike", "option_type", "open_interest"], "option_chain_snapshots")
     out = _Collector()
-    key = ["snapshot_ts", "strike"]
+    # One row per series settlement when the surface has it (SPX AM and PM monthlies share strikes).
+    key = ["snapshot_ts", "strike", *(["settlement"] if "settlement" in surface and "settlement" in chain else [])]
     call, put, net = (surface[c].to_numpy(np.float64) for c in ("call_gex", "put_gex", "net_gex"))
     gross = np.abs(call) + np.abs(put)
     out.rows("call GEX negative (dealer long calls: +)", ~(call >= 0), surface, [*key, "call_gex"])
@@ -326,21 +332,20 @@ def validate_surface(surface: pd.DataFrame, chain: pd.DataFrame) -> ValidationRe
                      [*key, f"{side}_iv"])
     out.rows("negative time to expiry", ~(surface["time_to_expiry"].to_numpy(np.float64) >= 0), surface,
              [*key, "time_to_expiry"])
-    series = [*key, "settlement"] if "settlement" in surface else key  # SPX AM and PM rows share a strike
-    out.rows(f"repeated ({', '.join(series)})", surface.duplicated(series).to_numpy(), surface, series)
+    out.rows(f"repeated ({', '.join(key)})", surface.duplicated(key).to_numpy(), surface, key)
     oi = chain.assign(call_oi=np.where(chain["option_type"] == "C", chain["open_interest"], 0),
                       put_oi=np.where(chain["option_type"] == "P", chain["open_interest"], 0))
     by_strike = oi.groupby(key)[["call_oi", "put_oi"]].sum()
     mine = surface.groupby(key)[["call_oi", "put_oi"]].sum()
-    out.items("(snapshot, strike) of the chain missing from the surface",
-              [f"{_fmt(ts)} K={k:g}" for ts, k in by_strike.index.difference(mine.index)])
-    out.items("(snapshot, strike) of the surface absent from the chain",
-              [f"{_fmt(ts)} K={k:g}" for ts, k in mine.index.difference(by_strike.index)])
+    out.items(f"({', '.join(key)}) of the chain missing from the surface",
+              [_fmt_key(k) for k in by_strike.index.difference(mine.index)])
+    out.items(f"({', '.join(key)}) of the surface absent from the chain",
+              [_fmt_key(k) for k in mine.index.difference(by_strike.index)])
     both = mine.merge(by_strike, left_index=True, right_index=True, how="inner", suffixes=("", "_chain"))
     off = both[(both["call_oi"] != both["call_oi_chain"]) | (both["put_oi"] != both["put_oi_chain"])]
     out.items("open interest differs from the chain's",
-              [f"{_fmt(ts)} K={k:g}: surface {r.call_oi}/{r.put_oi}, chain {r.call_oi_chain}/{r.put_oi_chain}"
-               for (ts, k), r in off.iterrows()])
+              [f"{_fmt_key(k)}: surface {r.call_oi}/{r.put_oi}, chain {r.call_oi_chain}/{r.put_oi_chain}"
+               for k, r in off.iterrows()])
     numbers: dict[str, Number] = {
         "rows_checked": len(surface), "chain_rows": len(chain), "tolerance_rtol": RECONCILE_RTOL,
         "worst_net_error_rel": _worst(net_err / np.maximum(gross, 1e-300)),

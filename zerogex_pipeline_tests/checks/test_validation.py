@@ -224,7 +224,7 @@ def test_flipping_the_sign_of_any_put_row_with_exposure_fails(data: st.DataObjec
         (lambda s: s.assign(net_gex=s["net_gex"] * (1 + 1e-6)), "net_gex != call_gex + put_gex"),
         (lambda s: s.assign(call_gex=s["call_gex"] * (1 + 1e-6), net_gex=s["call_gex"] * (1 + 1e-6) + s["put_gex"]),
          "call_gex != +gamma·OI·100·S²·0.01"),
-        (lambda s: s.drop(index=s.index[50]), "(snapshot, strike) of the chain missing from the surface"),
+        (lambda s: s.drop(index=s.index[50]), "(snapshot_ts, strike, settlement) of the chain missing from the surface"),
         (lambda s: s.assign(put_oi=s["put_oi"] + (s.index == s.index[50])), "open interest differs"),
         (lambda s: s.assign(call_iv=np.where(s.index == s.index[50], 50.0, s["call_iv"])), "call IV outside"),
     ],

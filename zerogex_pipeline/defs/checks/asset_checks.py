@@ -159,7 +159,7 @@ def _build(
             "Dealer sign convention: call GEX >= 0, put GEX <= 0 (volume GEX too). net_gex = call_gex + "
             "put_gex, and each side = sign x gamma x OI x 100 x S^2 x 0.01 (0 when gamma is null), within a "
             f"relative {validation.RECONCILE_RTOL:g} of the row's gross GEX (float summation error is ~1e-16). "
-            "Exactly one row per (snapshot, strike) of the same partition's chain, with the chain's call and "
+            "Exactly one row per (snapshot, strike, settlement) of the same partition's chain, with the chain's call and "
             f"put open interest; IVs within [0, {validation.IV_MAX:g}]. An empty surface passes only with an "
             "empty chain and an empty_reason."
         ),
