@@ -73,6 +73,7 @@ def test_a_full_refresh_cycle_runs_each_step_once(rig) -> None:
     clock, tick, execute, instance = rig
     first = tick(None)
     assert [r.run_key for r in first.run_requests] == ["spy-2024-06-14T10:00-bars"]
+    assert first.run_requests[0].tags["dagster/priority"] == "10"  # ahead of queued backfill runs
     added = first.dynamic_partitions_requests[0]
     assert added.partitions_def_name == "spy_expirations"
     assert list(added.partition_keys) == ["2024-06-14", "2024-06-17", "2024-06-18"]

@@ -33,6 +33,9 @@ Clock = Callable[[], pd.Timestamp]
 REFRESH_TAG = "zerogex/refresh"
 STEP_TAG = "zerogex/refresh_step"
 STALE_SPOT_GRACE = pd.Timedelta(minutes=2)
+PRIORITY_TAG = "dagster/priority"
+REFRESH_PRIORITY = "10"
+"""Refresh runs jump the run queue (and the pool's slot queue) ahead of backfill runs (priority 0)."""
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
 
@@ -103,7 +106,8 @@ def build_intraday_refresh_sensor(
             run_key=f"{underlying.key}-{bucket}-{step}",
             asset_selection=[a.key for a in selection],
             partition_key=partition_key,
-            tags={REFRESH_TAG: f"{underlying.key}-{bucket}", STEP_TAG: f"{underlying.key}-{bucket}-{step}"},
+            tags={REFRESH_TAG: f"{underlying.key}-{bucket}", STEP_TAG: f"{underlying.key}-{bucket}-{step}",
+                  PRIORITY_TAG: REFRESH_PRIORITY},
         )
 
     @dg.sensor(
