@@ -53,6 +53,21 @@ def _failure_message(event: dg.DagsterEvent | None) -> str:
     return error.message.strip()
 
 
+def _failed_checks(result: dg.ExecuteInProcessResult) -> str:
+    """``check <asset>:<name>: <first problem>`` for each failed asset check of the run, on one line."""
+    failed = []
+    for event in result.all_events:
+        if event.event_type != dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            continue
+        evaluation = event.asset_check_evaluation_data
+        if evaluation.passed:
+            continue
+        problems = evaluation.metadata.get("problems")
+        first = str(problems.value).strip().splitlines()[0] if problems is not None and problems.value else ""
+        failed.append(f"check {evaluation.asset_key.to_user_string()}:{evaluation.check_name} failed: {first}")
+    return "; ".join(failed)
+
+
 def _rows(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> int:
     for event in result.get_asset_materialization_events():
         mat = event.materialization
@@ -98,7 +113,7 @@ def materialize_day(
         )
         if not result.success:
             failure = next((e for e in result.all_events if e.is_step_failure), None)
-            detail = _failure_message(failure)
+            detail = _failed_checks(result) or _failure_message(failure)
             names = ", ".join(a.key.to_user_string() for a in selection)
             raise RunFailedError(f"{names} [{partition_key}] failed: {detail}")
         for a in selection:

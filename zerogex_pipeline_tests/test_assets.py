@@ -180,3 +180,26 @@ def test_a_transient_source_failure_is_retried_in_the_same_run(
     calls["bars"] = 0
     result = materialize(settings, instance, ["underlying_bars"], DAY.isoformat())
     assert not result.success and calls["bars"] == 1  # a bad request is not retried
+
+
+def test_a_failed_blocking_check_stops_the_day_with_a_one_line_reason(
+    settings: Settings, instance: dg.DagsterInstance, monkeypatch
+) -> None:
+    from zerogex_pipeline.sources.simulated import SimulatedMarket
+
+    original = SimulatedMarket.chain_snapshots
+
+    def crossed_quotes(self, *args, **kwargs):
+        chain = original(self, *args, **kwargs)
+        chain.loc[chain.index[:5], "bid"] = chain.loc[chain.index[:5], "ask"] + 1.0
+        return chain
+
+    monkeypatch.setattr(SimulatedMarket, "chain_snapshots", crossed_quotes)
+    with pytest.raises(RunFailedError) as caught:
+        materialize_day(SPY, DAY, settings, instance)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "check spy/option_chain_snapshots:chain_sanity failed:" in message and "bid" in message
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as conn:  # the surface never ran
+        assert not conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'gex_surface'").fetchone()[0]
