@@ -124,6 +124,22 @@ def test_skips_while_the_previous_refresh_is_running(rig) -> None:
     assert "previous refresh 2024-06-14T10:00 is still running" in result.skip_reason.skip_message
 
 
+def test_chains_that_finish_after_their_bucket_still_get_their_levels(rig) -> None:
+    clock, tick, execute, instance = rig
+    first = tick(None)
+    instance.add_dynamic_partitions("spy_expirations", list(first.dynamic_partitions_requests[0].partition_keys))
+    execute(first.run_requests[0])
+    chain = tick(first.cursor)
+    clock.now = at("2024-06-14 10:07")  # the 10:05 bucket began while the chains ran
+    for request in chain.run_requests:
+        execute(request)
+    levels = tick(chain.cursor)
+    assert [r.run_key for r in levels.run_requests] == ["spy-2024-06-14T10:00-levels"]
+    execute(levels.run_requests[0])
+    nxt = tick(levels.cursor)
+    assert [r.run_key for r in nxt.run_requests] == ["spy-2024-06-14T10:05-bars"]
+
+
 def test_stale_spot_skips_the_chain_step(rig, monkeypatch) -> None:
     clock, tick, execute, _ = rig
     clock.now = at("2024-06-14 10:00:30")

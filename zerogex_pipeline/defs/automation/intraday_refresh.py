@@ -137,14 +137,19 @@ def build_intraday_refresh_sensor(
         instance = context.instance
         date_key = today.isoformat()
 
+        if cursor.bucket != bucket and cursor.stage != "done":
+            previous = cursor.bucket
+            pending = [s for s in _pending_steps(instance, underlying, cursor) if _step_state(instance, s) == "running"]
+            if pending:
+                return dg.SensorResult(
+                    skip_reason=f"previous refresh {previous} is still running ({', '.join(pending)})"
+                )
+            if cursor.stage == "chain":
+                # Its chains finished after its bucket ended: publish their levels before starting anew,
+                # else a refresh slower than the bucket would never reach the levels.
+                bucket = previous
+
         if cursor.bucket != bucket:
-            if cursor.stage != "done":
-                previous = cursor.bucket
-                pending = [s for s in _pending_steps(instance, underlying, cursor) if _step_state(instance, s) == "running"]
-                if pending:
-                    return dg.SensorResult(
-                        skip_reason=f"previous refresh {previous} is still running ({', '.join(pending)})"
-                    )
             source = market_data.get_source()
             expirations = [e.isoformat() for e in source.listed_expirations(underlying, today)[: settings.expirations]]
             known = set(instance.get_dynamic_partitions(expirations_def.name or ""))
