@@ -10,7 +10,8 @@ reads the store: rows per date, no repeated primary key, and a second identical 
 store unchanged. It also checks what the event log shows of the pool.
 
 The range 2025-11-26..2025-12-01 holds Thanksgiving (closed), the 13:00 early close of 2025-11-28
-(210 one-minute bars, 43 five-minute snapshots) and a weekend.
+(210 one-minute bars, 8 half-hourly snapshots) and a weekend. To keep CI short (every step is a
+subprocess) the pipeline tracks 1 expiration per date, snapshots every 30 minutes within 3% of spot.
 """
 
 from __future__ import annotations
@@ -56,9 +57,11 @@ from zerogex_pipeline_tests.ui.servers import (
 )
 
 DATES = ["2025-11-26", "2025-11-28", "2025-12-01"]  # Thanksgiving 11-27 and the weekend are not sessions
-TRACKED = 3  # ZEROGEX_EXPIRATIONS default: nearest listed expirations per date
+TRACKED = 1  # ZEROGEX_EXPIRATIONS: nearest listed expirations per date
+PIPELINE_SETTINGS = {"ZEROGEX_EXPIRATIONS": str(TRACKED), "ZEROGEX_SNAPSHOT_MINUTES": "30",
+                     "ZEROGEX_STRIKE_DISTANCE": "3"}
 BARS_PER_DAY = {"2025-11-26": 390, "2025-11-28": 210, "2025-12-01": 390}
-SNAPSHOTS_PER_DAY = {"2025-11-26": 79, "2025-11-28": 43, "2025-12-01": 79}
+SNAPSHOTS_PER_DAY = {"2025-11-26": 14, "2025-11-28": 8, "2025-12-01": 14}  # 09:30..close every 30 min
 POOL_LIMIT = 2  # dagster.yaml concurrency.pools.default_limit
 BACKFILL_TIMEOUT_S = 1500.0  # one backfill: ~19 runs; minutes on a loaded 2-core machine
 SCHEMA = "spy"
@@ -89,7 +92,7 @@ class Stack:
 def stack(tmp_path: Path, artifacts_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     home = make_dagster_home(tmp_path / "dagster_home")
     data_dir = tmp_path / "data"
-    env = dagster_env(home, data_dir)
+    env = {**dagster_env(home, data_dir), **PIPELINE_SETTINGS}
     monkeypatch.setenv("DAGSTER_HOME", str(home))  # DagsterInstance.get() in this process reads the same instance
     port = free_port()
     webserver = start_webserver(env, artifacts_dir, port)
