@@ -12,6 +12,9 @@ from hypothesis import settings as hypothesis_settings
 
 from zerogex_pipeline.settings import Settings, load_settings
 
+# One throwaway PostgreSQL per session for every folder that needs one (storage, checks, alerts, ...).
+pytest_plugins = ["zerogex_pipeline_tests.postgres_fixtures"]
+
 # In CI, property tests replay the same examples on every run (no flaky first-time failures);
 # locally they explore new examples each run.
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)

@@ -1,5 +1,4 @@
-"""A local webhook receiver (http.server on 127.0.0.1) that records every POST; the real-PostgreSQL
-fixtures of the storage tests (``pg_server``, ``pg_url``)."""
+"""A local webhook receiver (http.server on 127.0.0.1) that records every POST."""
 
 import json
 import threading
@@ -8,10 +7,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
-from zerogex_pipeline_tests.storage.conftest import pg_server, pg_url
-
-__all__ = ["pg_server", "pg_url", "webhook"]
 
 
 @dataclass

@@ -17,23 +17,11 @@ from zerogex_pipeline.runner import materialize_day
 from zerogex_pipeline.schemas import GEX_ALERTS, GEX_LEVELS
 from zerogex_pipeline.settings import Settings, load_settings
 from zerogex_pipeline.underlyings import resolve_underlying
+from zerogex_pipeline_tests.clock import Clock, at
 
 SPY = resolve_underlying("SPY")
 DAY = dt.date(2024, 6, 13)  # simulated: net GEX turns positive, spot crosses zero gamma and call walls
-NY = "America/New_York"
 SECRET = "s3cr3t-token"
-
-
-def at(text: str) -> pd.Timestamp:
-    return pd.Timestamp(text, tz=NY).tz_convert("UTC")
-
-
-class Clock:
-    def __init__(self, now: pd.Timestamp) -> None:
-        self.now = now
-
-    def __call__(self) -> pd.Timestamp:
-        return self.now
 
 
 def make_settings(tmp_path: Path, webhook_url: str | None) -> Settings:

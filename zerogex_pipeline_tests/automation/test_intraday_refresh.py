@@ -4,7 +4,6 @@ import datetime as dt
 import json
 
 import dagster as dg
-import pandas as pd
 import pytest
 
 from zerogex_pipeline import market_calendar
@@ -13,21 +12,9 @@ from zerogex_pipeline.defs.automation.intraday_refresh import STEP_TAG, build_in
 from zerogex_pipeline.defs.resources import MarketDataResource, build_resources
 from zerogex_pipeline.settings import Settings
 from zerogex_pipeline.underlyings import resolve_underlying
+from zerogex_pipeline_tests.clock import Clock, at
 
 SPY = resolve_underlying("SPY")
-NY = "America/New_York"
-
-
-def at(text: str) -> pd.Timestamp:
-    return pd.Timestamp(text, tz=NY).tz_convert("UTC")
-
-
-class Clock:
-    def __init__(self, now: pd.Timestamp) -> None:
-        self.now = now
-
-    def __call__(self) -> pd.Timestamp:
-        return self.now
 
 
 @pytest.fixture

@@ -16,14 +16,11 @@ from zerogex_pipeline.analytics.surface import build_surface
 from zerogex_pipeline.sources.base import spots_from_bars
 from zerogex_pipeline.sources.simulated import SimulatedMarket
 from zerogex_pipeline.underlyings import resolve_underlying
+from zerogex_pipeline_tests.clock import at
 
 SPY = resolve_underlying("SPY")
 DAY = dt.date(2024, 6, 14)
 AFTER = pd.Timestamp("2025-01-01", tz="UTC")  # every session below is complete
-
-
-def at(text: str) -> pd.Timestamp:
-    return pd.Timestamp(text, tz="America/New_York").tz_convert("UTC")
 
 
 @lru_cache(maxsize=4)

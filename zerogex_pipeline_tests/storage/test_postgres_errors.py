@@ -23,7 +23,7 @@ from zerogex_pipeline.storage.postgres_io_manager import (
 )
 from zerogex_pipeline.storage.table_slices import StorageError
 from zerogex_pipeline.underlyings import resolve_underlying
-from zerogex_pipeline_tests.storage.conftest import PgServer
+from zerogex_pipeline_tests.postgres_fixtures import PgServer
 
 SPY = resolve_underlying("SPY")
 SECRET = "s3cr3t-Pa55w0rd"

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from zerogex_pipeline_tests.storage.conftest import PgServer
+from zerogex_pipeline_tests.postgres_fixtures import PgServer
 
 pytestmark = pytest.mark.postgres
 

@@ -27,7 +27,7 @@ from zerogex_pipeline.storage.postgres_io_manager import (
 )
 from zerogex_pipeline.storage.table_slices import StorageError
 from zerogex_pipeline.underlyings import resolve_underlying
-from zerogex_pipeline_tests.storage.conftest import PgServer
+from zerogex_pipeline_tests.postgres_fixtures import PgServer
 
 DAY_TABLES = ("underlying_bars", "option_chain_snapshots", "gex_surface", "gex_levels")
 """The tables ``materialize_day`` writes (alerts and backtests are other assets)."""

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psycopg
 import pytest
 
 from zerogex_pipeline.schemas import OPTION_CHAIN_SNAPSHOTS, SQL_TYPE
@@ -24,7 +23,6 @@ from zerogex_pipeline.storage.postgres_migrations import (
     schema_drift,
 )
 from zerogex_pipeline.storage.table_slices import StorageError
-from zerogex_pipeline_tests.storage.conftest import PgServer
 
 pytestmark = pytest.mark.postgres
 
@@ -141,27 +139,6 @@ def test_binary_copy_round_trips_edge_values(pg_url: str) -> None:
         cols_sql = ", ".join(f'"{c}"' for c in OPTION_CHAIN_SNAPSHOTS.column_names)
         stored = read_frame(conn, f"SELECT {cols_sql} FROM t", [], OPTION_CHAIN_SNAPSHOTS)
     pd.testing.assert_frame_equal(stored, frame)
-
-
-def timescaledb_unavailable(conn: psycopg.Connection) -> str | None:
-    """Why TimescaleDB cannot be used on this server (``None`` when it can)."""
-    if conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone() is None:
-        return "TimescaleDB extension is not installed on this PostgreSQL server"
-    preload = conn.execute("SHOW shared_preload_libraries").fetchone()
-    if preload is None or "timescaledb" not in str(preload[0]):
-        return "TimescaleDB is installed but not in shared_preload_libraries of this server"
-    return None
-
-
-@pytest.fixture
-def timescale_url(pg_server: PgServer, pg_url: str) -> str:
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        reason = timescaledb_unavailable(conn)
-        if reason is not None:
-            print(f"SKIP timescaledb tests: {reason}")
-            pytest.skip(reason)
-        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-    return pg_url
 
 
 @pytest.mark.timescaledb

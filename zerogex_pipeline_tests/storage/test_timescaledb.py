@@ -40,24 +40,12 @@ from zerogex_pipeline.storage.postgres_migrations import (
 )
 from zerogex_pipeline.storage.table_slices import StorageError
 from zerogex_pipeline.underlyings import resolve_underlying
-from zerogex_pipeline_tests.storage.conftest import PgServer
-from zerogex_pipeline_tests.storage.test_postgres_migrations import timescaledb_unavailable
+from zerogex_pipeline_tests.postgres_fixtures import PgServer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timescaledb]
 
 SPY = resolve_underlying("SPY")
 DAY = dt.date(2025, 1, 15)
-
-
-@pytest.fixture
-def ts_url(pg_url: str) -> str:
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        reason = timescaledb_unavailable(conn)
-        if reason is not None:
-            print(f"SKIP timescaledb tests: {reason}")
-            pytest.skip(reason)
-        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-    return pg_url
 
 
 @pytest.fixture
@@ -80,8 +68,8 @@ def jobs(conn: psycopg.Connection, proc: str) -> dict[str, dict[str, object]]:
     return {str(name): dict(config) for name, config in rows}
 
 
-def test_hypertables_chunk_intervals_and_compression_settings(ts_url: str) -> None:
-    with open_connection(ts_url) as conn:
+def test_hypertables_chunk_intervals_and_compression_settings(timescale_url: str) -> None:
+    with open_connection(timescale_url) as conn:
         migrate(conn, "spy")
         apply_timescaledb(conn, "spy", TimescalePolicy())
         dims = conn.execute(
@@ -109,8 +97,8 @@ def test_hypertables_chunk_intervals_and_compression_settings(ts_url: str) -> No
         }
 
 
-def test_policies_follow_the_configuration_and_retention_is_only_on_raw_snapshots(ts_url: str) -> None:
-    with open_connection(ts_url) as conn:
+def test_policies_follow_the_configuration_and_retention_is_only_on_raw_snapshots(timescale_url: str) -> None:
+    with open_connection(timescale_url) as conn:
         migrate(conn, "spy")
         apply_timescaledb(conn, "spy", TimescalePolicy(compress_after_days=3, snapshot_retention_days=90))
         assert {k: v["drop_after"] for k, v in jobs(conn, "policy_retention").items()} == {
@@ -138,10 +126,10 @@ def chain_rows(url: str) -> pd.DataFrame:
         )
 
 
-def test_a_compressed_chunk_is_rewritten_idempotently_through_the_io_manager(ts_url: str) -> None:
+def test_a_compressed_chunk_is_rewritten_idempotently_through_the_io_manager(timescale_url: str) -> None:
     chain = day_frames("SPY", DAY, expirations=2, snapshot_minutes=30)["option_chain_snapshots"]
     parts = {pd.Timestamp(e).date(): p.reset_index(drop=True) for e, p in chain.groupby("expiration")}
-    manager = PostgresFrameIOManager(database_url=ts_url)
+    manager = PostgresFrameIOManager(database_url=timescale_url)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(expirations_partitions_name(SPY), [e.isoformat() for e in parts])
 
@@ -154,7 +142,7 @@ def test_a_compressed_chunk_is_rewritten_idempotently_through_the_io_manager(ts_
 
         for expiration, frame in parts.items():
             write(expiration, frame)
-        with open_connection(ts_url) as conn:
+        with open_connection(timescale_url) as conn:
             compressed = conn.execute(
                 "SELECT count(compress_chunk(c)) FROM show_chunks('spy.option_chain_snapshots') c"
             ).fetchone()
@@ -165,19 +153,19 @@ def test_a_compressed_chunk_is_rewritten_idempotently_through_the_io_manager(ts_
         changed["bid"] = changed["bid"] + 1.0
         write(target, changed)
         write(target, changed)  # twice: still one version
-        stored = chain_rows(ts_url)
-        with open_connection(ts_url) as conn:
+        stored = chain_rows(timescale_url)
+        with open_connection(timescale_url) as conn:
             state = conn.execute(
                 "SELECT is_compressed FROM timescaledb_information.chunks "
                 "WHERE hypertable_schema = 'spy' AND hypertable_name = 'option_chain_snapshots'"
             ).fetchall()
         # The re-write decompressed the chunk first (see decompress_slice_chunks); the policy recompresses it.
         assert state == [(False,)]
-        with open_connection(ts_url) as conn:
+        with open_connection(timescale_url) as conn:
             conn.execute("SELECT compress_chunk(c) FROM show_chunks('spy.option_chain_snapshots') c").fetchall()
             conn.commit()
         write(target, changed)  # and once more on the recompressed chunk
-        assert chain_rows(ts_url).equals(stored)
+        assert chain_rows(timescale_url).equals(stored)
     key = list(OPTION_CHAIN_SNAPSHOTS.primary_key)
     expected = OPTION_CHAIN_SNAPSHOTS.conform(pd.concat([changed, parts[other]], ignore_index=True))
     expected = expected.sort_values(key).reset_index(drop=True)
@@ -185,9 +173,9 @@ def test_a_compressed_chunk_is_rewritten_idempotently_through_the_io_manager(ts_
     pd.testing.assert_frame_equal(stored, expected)
 
 
-def test_the_same_rows_as_on_plain_postgresql(ts_url: str, plain_url: str, tmp_path: Path) -> None:
+def test_the_same_rows_as_on_plain_postgresql(timescale_url: str, plain_url: str, tmp_path: Path) -> None:
     results = {}
-    for label, url in (("timescale", ts_url), ("plain", plain_url)):
+    for label, url in (("timescale", timescale_url), ("plain", plain_url)):
         settings = Settings(database_url=url, data_dir=tmp_path / label, expirations=2, snapshot_minutes=30)
         with dg.instance_for_test() as instance:
             materialize_day(SPY, DAY, settings, instance)

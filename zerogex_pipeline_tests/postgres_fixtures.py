@@ -1,9 +1,10 @@
-"""A real PostgreSQL for the storage tests.
+"""A real PostgreSQL for every test that needs one (loaded once by the root ``conftest.py``).
 
 ``ZEROGEX_TEST_DATABASE_URL`` (a superuser URL) is used when set; otherwise a throwaway cluster is
 started from the installed server binaries (initdb/pg_ctl in a temp dir, free port) for the session
 and deleted afterwards. With ``CI=true`` a missing server fails the tests instead of skipping them.
-Every test gets its own fresh database (``pg_url``).
+Every test gets its own fresh database (``pg_url``); ``timescale_url`` is one with the TimescaleDB
+extension, or a skip with the printed reason when the server cannot load it.
 """
 
 from __future__ import annotations
@@ -79,3 +80,25 @@ def pg_url(pg_server: PgServer) -> Iterator[str]:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     except psycopg.OperationalError:
         pass  # the server is being restarted by the test itself; the cluster is deleted at the end
+
+
+def timescaledb_unavailable(conn: psycopg.Connection) -> str | None:
+    """Why TimescaleDB cannot be used on this server (``None`` when it can)."""
+    if conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone() is None:
+        return "TimescaleDB extension is not installed on this PostgreSQL server"
+    preload = conn.execute("SHOW shared_preload_libraries").fetchone()
+    if preload is None or "timescaledb" not in str(preload[0]):
+        return "TimescaleDB is installed but not in shared_preload_libraries of this server"
+    return None
+
+
+@pytest.fixture
+def timescale_url(pg_url: str) -> str:
+    """``pg_url`` with the timescaledb extension created; skips (reason printed) when it cannot be."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        reason = timescaledb_unavailable(conn)
+        if reason is not None:
+            print(f"SKIP timescaledb tests: {reason}")
+            pytest.skip(reason)
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    return pg_url
