@@ -353,7 +353,6 @@ def copy_frame(cursor: psycopg.Cursor[Any], qualified: str, frame: pd.DataFrame,
             copy.write(piece)
 
 
-_FRAME_DTYPE = {"text": "string", "double": "float64", "bigint": "int64"}
 
 
 def frame_from_rows(rows: Sequence[Sequence[Any]], schema: AssetSchema) -> pd.DataFrame:
@@ -368,6 +367,10 @@ def frame_from_rows(rows: Sequence[Sequence[Any]], schema: AssetSchema) -> pd.Da
     columns = list(zip(*rows, strict=True))
     data: dict[str, Any] = {}
     for col, values in zip(schema.columns, columns, strict=True):
+        has_null = None in values
+        if has_null and (col.kind == "bigint" or (not col.nullable and col.kind != "double")):
+            # NULL where the schema has none (integers never): the declared schema's own error
+            return schema.conform(pd.DataFrame(rows, columns=schema.column_names))
         if col.kind == "timestamptz":
             data[col.name] = pd.DatetimeIndex(pd.to_datetime(list(values), utc=True)).astype("datetime64[ns, UTC]")
         elif col.kind == "date":
@@ -375,16 +378,13 @@ def frame_from_rows(rows: Sequence[Sequence[Any]], schema: AssetSchema) -> pd.Da
         elif col.kind == "text":
             data[col.name] = pd.array(values, dtype="string")
         elif col.kind == "double":
-            data[col.name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+            array = np.array([np.nan if v is None else v for v in values] if has_null else values, dtype=np.float64)
+            if not col.nullable and np.isnan(array).any():
+                return schema.conform(pd.DataFrame(rows, columns=schema.column_names))
+            data[col.name] = array
         else:
-            if any(v is None for v in values):
-                return schema.conform(pd.DataFrame(rows, columns=schema.column_names))  # raises SchemaError
             data[col.name] = np.array(values, dtype=np.int64)
-    frame = pd.DataFrame(data)
-    for col in schema.columns:
-        if not col.nullable and frame[col.name].isna().any():
-            return schema.conform(frame)  # raises the declared schema's error for nulls
-    return frame
+    return pd.DataFrame(data)
 
 
 def read_frame(conn: psycopg.Connection, query: str, params: Sequence[Any], schema: AssetSchema) -> pd.DataFrame:
