@@ -37,6 +37,25 @@ def test_run_prints_a_levels_row_per_trading_day(tmp_path: Path, monkeypatch: py
     again = capsys.readouterr().out.splitlines()
     assert again[3:6] == lines[header + 2: header + 5]
 
+    # one day by snapshot, times in America/New_York: the early close ends at 13:00 ET
+    assert main(["levels", "--intraday", "2024-07-03"]) == 0
+    day = capsys.readouterr().out.splitlines()
+    snapshots = [line.split() for line in day[3:]]
+    assert len(snapshots) == 43
+    assert snapshots[0][:2] == ["2024-07-03", "09:30"] and snapshots[-1][:2] == ["2024-07-03", "13:00"]
+    # its last snapshot is that day's closing row (spot, net GEX, zero gamma, walls)
+    assert snapshots[-1][2:7] == rows[1][1:6]
+    # the latest snapshot: 16:00 ET on the last day, the same as its closing row
+    assert main(["levels", "--latest"]) == 0
+    latest = capsys.readouterr().out.splitlines()
+    assert "latest" in latest[0] and len(latest) == 4
+    assert latest[3].split()[:2] == ["2024-07-05", "16:00"] and latest[3].split()[2:7] == rows[2][1:6]
+    # a day without levels, and a malformed date, are one-line errors
+    assert main(["levels", "--intraday", "2024-07-04"]) == 1
+    assert "no levels stored for 2024-07-04" in capsys.readouterr().err
+    assert main(["levels", "--intraday", "July 4"]) == 1
+    assert "--intraday 'July 4': expected a date YYYY-MM-DD" in capsys.readouterr().err
+
 
 def test_cli_reports_bad_settings_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)

@@ -1,4 +1,7 @@
-"""``zerogex levels``: the stored closing levels of recent trading days."""
+"""``zerogex levels``: stored levels: the close of recent trading days, the latest snapshot, or one day intraday.
+
+Snapshot times are shown in America/New_York (stored UTC).
+"""
 
 from __future__ import annotations
 
@@ -10,10 +13,13 @@ import pandas as pd
 from zerogex_pipeline import market_calendar
 from zerogex_pipeline.cli.formatting import render_table, usd, usd_compact
 from zerogex_pipeline.settings import load_settings
-from zerogex_pipeline.storage.levels_reader import closing_levels
+from zerogex_pipeline.storage.levels_reader import closing_levels, intraday_levels, latest_levels
+from zerogex_pipeline.storage.table_slices import StorageError
 from zerogex_pipeline.underlyings import resolve_underlying
 
 HEADERS = ["date", "spot close", "net GEX ($/1%)", "zero gamma", "call wall", "put wall"]
+SNAPSHOT_HEADERS = ["snapshot (ET)", "spot", "net GEX ($/1%)", "zero gamma", "call wall", "put wall", "max pain next"]
+CONVENTION = "dealer convention: long calls +, short puts -"
 
 
 def levels_table(frame: pd.DataFrame, underlying_name: str) -> str:
@@ -29,14 +35,45 @@ def levels_table(frame: pd.DataFrame, underlying_name: str) -> str:
         ]
         for r in frame.itertuples()
     ]
-    title = f"{underlying_name} GEX levels at the close (dealer convention: long calls +, short puts -)"
+    title = f"{underlying_name} GEX levels at the close ({CONVENTION})"
     return f"{title}\n{render_table(HEADERS, rows)}"
+
+
+def snapshot_levels_table(frame: pd.DataFrame, title: str) -> str:
+    """Levels rows by snapshot, times in America/New_York (``zerogex levels --latest/--intraday``)."""
+    times = frame["snapshot_ts"].dt.tz_convert(market_calendar.NEW_YORK)
+    rows = [
+        [
+            f"{ts:%Y-%m-%d %H:%M}",
+            usd(r.spot),
+            usd_compact(r.net_gex),
+            usd(r.zero_gamma) if pd.notna(r.zero_gamma) else "none",
+            usd(r.call_wall, 0),
+            usd(r.put_wall, 0),
+            usd(r.max_pain_next, 0),
+        ]
+        for ts, r in zip(times, frame.itertuples(), strict=True)
+    ]
+    return f"{title}\n{render_table(SNAPSHOT_HEADERS, rows)}"
 
 
 def _handle(args: argparse.Namespace) -> int:
     settings = load_settings()
     underlying = resolve_underlying(args.underlying) if args.underlying else settings.underlyings[0]
-    end = dt.date.fromisoformat(args.end) if args.end else None
+    if args.latest:
+        frame = latest_levels(settings, underlying)
+        if frame.empty:
+            raise StorageError(f"{underlying.key}.gex_levels: no levels stored yet")
+        print(snapshot_levels_table(frame, f"{underlying.name} latest GEX levels ({CONVENTION})"))
+        return 0
+    if args.intraday:
+        day = _date_arg(args.intraday, "--intraday")
+        frame = intraday_levels(settings, underlying, day)
+        if frame.empty:
+            raise StorageError(f"{underlying.key}.gex_levels: no levels stored for {day}")
+        print(snapshot_levels_table(frame, f"{underlying.name} GEX levels on {day}, by snapshot ({CONVENTION})"))
+        return 0
+    end = _date_arg(args.end, "--end") if args.end else None
     now = market_calendar.utc_now() if end is None else pd.Timestamp(f"{end} 23:59", tz=market_calendar.NEW_YORK)
     dates = market_calendar.last_completed_sessions(args.days, now)
     frame = closing_levels(settings, underlying, dates)
@@ -44,10 +81,22 @@ def _handle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _date_arg(text: str, flag: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{flag} {text!r}: expected a date YYYY-MM-DD") from None
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``levels`` command."""
-    p = sub.add_parser("levels", help="print stored closing levels of recent trading days")
+    p = sub.add_parser(
+        "levels", help="print stored levels: closing levels of recent days, the latest snapshot, or one day intraday"
+    )
     p.add_argument("--underlying", help="underlying name (default: the first of ZEROGEX_UNDERLYINGS)")
     p.add_argument("--days", type=int, default=3, help="number of trading days (default 3)")
     p.add_argument("--end", help="last date to consider, YYYY-MM-DD (default: today)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--latest", action="store_true", help="the newest stored snapshot's levels")
+    which.add_argument("--intraday", metavar="YYYY-MM-DD", help="every snapshot's levels on one trading day")
     p.set_defaults(handler=_handle)

@@ -1,9 +1,14 @@
-"""Reading stored levels back for people: the last snapshot of each trading day."""
+"""Reading stored levels back for people: closing levels per day, the latest row, one day's intraday rows.
+
+Each function reads the configured store (PostgreSQL when ``settings.database_url`` is set, else the
+embedded DuckDB file) and returns frames in the ``gex_levels`` schema (timestamps tz-aware UTC; the
+CLI shows them in America/New_York).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import duckdb
 import pandas as pd
@@ -53,3 +58,56 @@ def _closing_levels_postgres(url: str, underlying: Underlying, dates: Sequence[d
     finally:
         conn.close()
     return frame
+
+
+def latest_levels(settings: Settings, underlying: Underlying) -> pd.DataFrame:
+    """The newest stored ``gex_levels`` row of ``underlying`` (zero rows when none is stored).
+
+    PostgreSQL: a backward scan of the primary key (one row read, no history scan).
+    """
+    if settings.database_url is not None:
+        from zerogex_pipeline.storage import postgres_queries
+
+        return _postgres(settings.database_url, underlying, lambda conn: postgres_queries.latest_levels(conn, underlying.key))
+    return _duckdb(
+        settings, underlying, "ORDER BY session_date DESC, snapshot_ts DESC LIMIT 1", [],
+    )
+
+
+def intraday_levels(settings: Settings, underlying: Underlying, date: dt.date) -> pd.DataFrame:
+    """Every stored ``gex_levels`` row of ``date`` (a trading day), oldest snapshot first."""
+    if settings.database_url is not None:
+        from zerogex_pipeline.storage import postgres_queries
+
+        return _postgres(
+            settings.database_url, underlying, lambda conn: postgres_queries.intraday_levels(conn, underlying.key, date)
+        )
+    return _duckdb(settings, underlying, "WHERE session_date = ? ORDER BY snapshot_ts", [date])
+
+
+def _duckdb(settings: Settings, underlying: Underlying, clause: str, params: list[object]) -> pd.DataFrame:
+    if not settings.duckdb_path.exists():
+        raise StorageError(f"{settings.duckdb_path}: no embedded store yet; run `make run` first")
+    cols = ", ".join(quote_ident(c) for c in GEX_LEVELS.column_names)
+    table = f"{quote_ident(underlying.key)}.{quote_ident('gex_levels')}"
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        try:
+            frame = conn.execute(f"SELECT {cols} FROM {table} {clause}", params).df()
+        except duckdb.CatalogException:
+            raise StorageError(f"{underlying.key}.gex_levels: no levels stored yet") from None
+    return GEX_LEVELS.conform(frame)
+
+
+def _postgres(
+    url: str, underlying: Underlying, query: Callable[[psycopg.Connection], pd.DataFrame]
+) -> pd.DataFrame:
+    from zerogex_pipeline.storage.postgres_io_manager import describe_error, open_connection
+
+    conn = open_connection(url)
+    try:
+        return query(conn)
+    except psycopg.Error as exc:
+        raise describe_error(exc, url, f"{underlying.key}.gex_levels") from None
+    finally:
+        conn.close()

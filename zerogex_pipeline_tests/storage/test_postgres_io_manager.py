@@ -237,6 +237,10 @@ def test_closing_levels_and_latest_paths_read_postgres(
         chain = pg_table(pg_url, "option_chain_snapshots")
         newest = chain[chain["snapshot_ts"] == chain["snapshot_ts"].max()]
         assert len(snap) == len(newest) > 0
+    # the CLI's readers (levels --latest / --intraday) give the same rows as the table
+    pd.testing.assert_frame_equal(levels_reader.latest_levels(settings, SPY), levels.tail(1).reset_index(drop=True))
+    day2 = levels[levels["session_date"] == pd.Timestamp(DAY2)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(levels_reader.intraday_levels(settings, SPY, DAY2), day2)
 
 
 def test_closing_levels_before_anything_is_stored(pg_url: str, tmp_path: Path) -> None:
