@@ -28,7 +28,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check zerogex_pipeline zerogex_pipeline_tests benchmarks
-	$(BIN)/mypy zerogex_pipeline
+	$(BIN)/mypy zerogex_pipeline benchmarks
 
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml

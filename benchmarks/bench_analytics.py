@@ -40,12 +40,12 @@ def plain_recipe(inp: pf.PerfilievInputs) -> dict:
             g = K * norm.pdf(dm) / (level * level * vol * np.sqrt(T)) if put else norm.pdf(dp) / (level * vol * np.sqrt(T))
         return np.where((T == 0) | (vol == 0), 0.0, oi * 100 * level * level * 0.01 * g)
 
-    total = []
+    net_by_level = []
     for level in levels:
         c = gex(level, inp.strike, inp.call_iv, T, inp.call_oi, False)
         p = gex(level, inp.strike, inp.put_iv, T, inp.put_oi, True)
-        total.append(c.sum() - p.sum())
-    total = np.array(total)
+        net_by_level.append(c.sum() - p.sum())
+    total = np.array(net_by_level)
     idx = np.where(np.diff(np.sign(total)))[0]
     zg = None
     if idx.size:

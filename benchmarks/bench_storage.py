@@ -9,8 +9,8 @@ else a throwaway cluster with default durability (fsync on) started from the ins
    run), again as a re-write that replaces every partition, (b) by raw ``COPY`` of the same frames
    on one connection: CSV text (``to_csv``), psycopg's own binary ``write_row`` with ``set_types``,
    and binary from our encoder, and (c) by ``pandas.DataFrame.to_sql`` (SQLAlchemy + psycopg,
-   default insert method) on the first partition only (it is slow). Every target table has the same
-   primary key. With a throwaway cluster it also prints rows per CPU-second of the server processes
+   default insert method), one call per partition. Every path writes the same rows into a table made
+   by the same migrations (with TimescaleDB: the same hypertable layout), each in its own schema. With a throwaway cluster it also prints rows per CPU-second of the server processes
    (``/proc``), which does not depend on what else runs on the machine.
 2. History: ``HISTORY_DAYS`` (default 252, a year) sessions of simulated SPY history loaded with
    :mod:`benchmarks.load_history`, then median/p95 latency of "latest levels", "one day's intraday
@@ -21,6 +21,7 @@ else a throwaway cluster with default durability (fsync on) started from the ins
    the policy would), and the compression ratio is printed.
 
 Environment: ``ZEROGEX_BENCH_HISTORY_DAYS`` (0 skips part 2), ``ZEROGEX_BENCH_INGEST_DAYS`` (5),
+``ZEROGEX_BENCH_ROUNDS`` (3 ingest rounds; the median round is reported),
 ``ZEROGEX_BENCH_TIMESCALEDB=0`` (plain PostgreSQL even when TimescaleDB is installed).
 """
 
@@ -32,6 +33,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import dagster as dg
@@ -56,7 +58,12 @@ from zerogex_pipeline.storage.postgres_io_manager import (
     redact_url,
     write_partition,
 )
-from zerogex_pipeline.storage.postgres_migrations import TimescalePolicy, migrate, timescaledb_version
+from zerogex_pipeline.storage.postgres_migrations import (
+    TimescalePolicy,
+    apply_timescaledb,
+    migrate,
+    timescaledb_version,
+)
 from zerogex_pipeline.underlyings import resolve_underlying
 
 SPY = resolve_underlying("SPY")
@@ -144,123 +151,159 @@ def _python_rows(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
     return list(zip(*columns, strict=True))
 
 
-def bench_ingest(url: str, days: int, cpu: ServerCpu | None = None) -> dict[str, float]:
-    """Chain rows/s through the IO manager, raw COPY (csv, write_row, binary) and to_sql; prints and returns them."""
-    cpu = cpu or ServerCpu(None)
-    sessions = trading_days(days, END)
+def _chain_partitions(days: int) -> list[tuple[dt.date, dt.date, pd.DataFrame]]:
+    """The benchmark's ``(date, expiration, frame)`` chain partitions: ``days`` SPY sessions x 3 expirations."""
     partitions: list[tuple[dt.date, dt.date, pd.DataFrame]] = []
-    for d in sessions:
+    for d in trading_days(days, END):
         chain = day_frames(SPY.name, d)["option_chain_snapshots"]
         for exp, part in chain.groupby("expiration", sort=True):
             partitions.append((d, pd.Timestamp(exp).date(), part.reset_index(drop=True)))
-    total = sum(len(p) for _, _, p in partitions)
-    print(f"ingest: {len(partitions)} chain partitions ({days} SPY days x 3 expirations), {total:,} rows")
-    out: dict[str, float] = {}
+    return partitions
 
+
+INGEST_PATHS = (
+    ("io_manager", "IO manager, first write"),
+    ("io_manager_rewrite", "IO manager, re-write"),
+    ("raw_copy_csv", "raw COPY csv (to_csv)"),
+    ("raw_copy_write_row", "raw COPY psycopg write_row"),
+    ("raw_copy_binary", "raw COPY binary (encoder)"),
+    ("to_sql", "pandas to_sql"),
+)
+"""Ingest paths in the order each round runs them: (result key, label)."""
+
+
+def bench_ingest(url: str, days: int, cpu: ServerCpu | None = None, rounds: int = 3) -> dict[str, float]:
+    """Chain rows/s through the IO manager, raw COPY (csv, write_row, binary) and to_sql; prints and returns them.
+
+    Each of ``rounds`` rounds writes every partition once per path into empty tables (the IO manager
+    then re-writes them); the result per path is the median round (wall-clock rows/s), printed with
+    the slowest and fastest round and the server's rows per CPU-second in the median round.
+    """
+    cpu = cpu or ServerCpu(None)
+    partitions = _chain_partitions(days)
+    total = sum(len(p) for _, _, p in partitions)
+    print(f"ingest: {len(partitions)} chain partitions ({days} SPY days x 3 expirations), {total:,} rows, "
+          f"{rounds} rounds (median shown, [slowest..fastest])")
     # The ingest days are years old: a 7-day compression policy would start compressing them in the
     # background mid-measurement. Keep this database's policy out of the way (compressed re-writes are
     # measured explicitly below).
+    policy = TimescalePolicy(compress_after_days=36500)
     manager = PostgresFrameIOManager(database_url=url, use_timescaledb=True, compress_after_days=36500)
     partitions_def = chain_partitions(SPY)
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(
-            expirations_partitions_name(SPY), sorted({e.isoformat() for _, e, _ in partitions})
-        )
-
-        def through_io_manager(instance: dg.DagsterInstance = instance) -> float:
-            # Seconds inside DbIOManager.handle_output, summed over partitions (building Dagster's
-            # output context per call is harness cost that a real run pays once per step anyway).
-            return sum(
-                write_partition(
-                    manager, dg.AssetKey(["spy", "option_chain_snapshots"]), partitions_def,
-                    chain_partition_key(d, e), frame, {"date": "session_date", "expiration": "expiration"},
-                    instance,
-                )
-                for d, e, frame in partitions
-            )
-
-        # The once-per-process schema preparation (migrations check, TimescaleDB layout, drift check)
-        # runs before the clock starts, as it does once per run, not once per partition.
-        with open_connection(url) as conn:
-            prepare_schema(conn, url, "spy", True, TimescalePolicy(compress_after_days=36500))
-        c0, p0 = cpu.seconds(), time.process_time()
-        first = through_io_manager()
-        c1, p1 = cpu.seconds(), time.process_time()
-        rewrite = through_io_manager()
-        c2 = cpu.seconds()
-    out["io_manager"] = total / first
-    out["io_manager_rewrite"] = total / rewrite
-    first_cpu = None if c0 is None or c1 is None else c1 - c0
-    rewrite_cpu = None if c1 is None or c2 is None else c2 - c1
-    print(f"  IO manager, first write    {_rate(total, first, first_cpu)}")
-    print(f"  {'':<26} (this process: {p1 - p0:.2f} CPU-s incl. building Dagster contexts)")
-    print(f"  IO manager, re-write       {_rate(total, rewrite, rewrite_cpu)}  (DELETE + COPY per partition)")
-    with open_connection(url) as conn:
-        compressed = timescaledb_version(conn) is not None
-        if compressed:
-            conn.execute("SELECT compress_chunk(c) FROM show_chunks('spy.option_chain_snapshots') c").fetchall()
-            conn.commit()
-    if compressed:
-        with dg.instance_for_test() as instance:
-            instance.add_dynamic_partitions(
-                expirations_partitions_name(SPY), sorted({e.isoformat() for _, e, _ in partitions})
-            )
-            c0 = cpu.seconds()
-            on_compressed = through_io_manager(instance)
-            out["io_manager_rewrite_compressed"] = total / on_compressed
-        print(f"  IO manager, re-write of compressed chunks {_rate(total, on_compressed, _delta(cpu, c0))}")
-
+    keys = sorted({e.isoformat() for _, e, _ in partitions})
     cols = ", ".join(f'"{c}"' for c in OPTION_CHAIN_SNAPSHOTS.column_names)
+    types = [SQL_TYPE[c.kind].lower() for c in OPTION_CHAIN_SNAPSHOTS.columns]
+    baselines = ("raw_csv", "raw_write_row", "raw_binary", "to_sql")
     with open_connection(url) as conn:
-        for name in ("raw_csv", "raw_write_row", "raw_binary", "to_sql"):
-            conn.execute(f"CREATE TABLE public.{name} (LIKE spy.option_chain_snapshots INCLUDING ALL)")
+        # The once-per-process schema preparation (migrations check, TimescaleDB layout, drift check)
+        # runs before the clock starts, as it does once per run, not once per partition. Each baseline
+        # writes its own schema made by the same migrations (and, with TimescaleDB, the same hypertable
+        # layout) as the IO manager's: same table, primary key and chunking.
+        prepare_schema(conn, url, "spy", True, policy)
+        timescale = timescaledb_version(conn) is not None
+        for name in baselines:
+            migrate(conn, name)
+            if timescale:
+                apply_timescaledb(conn, name, policy)
         conn.commit()
 
-        types = [SQL_TYPE[c.kind].lower() for c in OPTION_CHAIN_SNAPSHOTS.columns]
-        c0, t = cpu.seconds(), time.perf_counter()
+    def io_manager(instance: dg.DagsterInstance) -> float:
+        # Seconds inside DbIOManager.handle_output, summed over partitions (building Dagster's
+        # output context per call is harness cost that a real run pays once per step anyway).
+        return sum(
+            write_partition(
+                manager, dg.AssetKey(["spy", "option_chain_snapshots"]), partitions_def,
+                chain_partition_key(d, e), frame, {"date": "session_date", "expiration": "expiration"},
+                instance,
+            )
+            for d, e, frame in partitions
+        )
+
+    def copy_csv(conn: psycopg.Connection) -> None:
         for _, _, frame in partitions:
             buf = io.StringIO()
             frame.to_csv(buf, index=False, header=False, date_format="%Y-%m-%d %H:%M:%S.%f%z")
-            with conn.cursor() as cur, cur.copy(f"COPY public.raw_csv ({cols}) FROM STDIN (FORMAT CSV)") as cp:
+            statement = f"COPY raw_csv.option_chain_snapshots ({cols}) FROM STDIN (FORMAT CSV)"
+            with conn.cursor() as cur, cur.copy(statement) as cp:
                 cp.write(buf.getvalue())
             conn.commit()
-        csv_s, csv_cpu = time.perf_counter() - t, _delta(cpu, c0)
-        c0, t = cpu.seconds(), time.perf_counter()
+
+    def copy_write_row(conn: psycopg.Connection) -> None:
         for _, _, frame in partitions:
-            with conn.cursor() as cur, cur.copy(f"COPY public.raw_write_row ({cols}) FROM STDIN (FORMAT BINARY)") as cp:
+            statement = f"COPY raw_write_row.option_chain_snapshots ({cols}) FROM STDIN (FORMAT BINARY)"
+            with conn.cursor() as cur, cur.copy(statement) as cp:
                 cp.set_types(types)
                 for row in _python_rows(frame):
                     cp.write_row(row)
             conn.commit()
-        row_s, row_cpu = time.perf_counter() - t, _delta(cpu, c0)
-        c0, t = cpu.seconds(), time.perf_counter()
+
+    def copy_binary(conn: psycopg.Connection) -> None:
         for _, _, frame in partitions:
             payload = encode_binary_copy(frame, OPTION_CHAIN_SNAPSHOTS)
-            with conn.cursor() as cur, cur.copy(f"COPY public.raw_binary ({cols}) FROM STDIN (FORMAT BINARY)") as cp:
+            statement = f"COPY raw_binary.option_chain_snapshots ({cols}) FROM STDIN (FORMAT BINARY)"
+            with conn.cursor() as cur, cur.copy(statement) as cp:
                 cp.write(payload)
             conn.commit()
-        bin_s, bin_cpu = time.perf_counter() - t, _delta(cpu, c0)
-        names = ("raw_csv", "raw_write_row", "raw_binary")
-        counts = [conn.execute(f"SELECT count(*) FROM public.{n}").fetchone() for n in names]
-        assert counts == [(total,)] * 3, counts
-    out["raw_copy_csv"] = total / csv_s
-    out["raw_copy_write_row"] = total / row_s
-    out["raw_copy_binary"] = total / bin_s
-    print(f"  raw COPY csv (to_csv)      {_rate(total, csv_s, csv_cpu)}")
-    print(f"  raw COPY psycopg write_row {_rate(total, row_s, row_cpu)}  (binary, set_types)")
-    print(f"  raw COPY binary (encoder)  {_rate(total, bin_s, bin_cpu)}")
-    best_raw = max(out["raw_copy_csv"], out["raw_copy_write_row"], out["raw_copy_binary"])
 
     from sqlalchemy import create_engine
 
-    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    sample = partitions[0][2]
-    t = time.perf_counter()
-    sample.to_sql("to_sql", engine, schema="public", if_exists="append", index=False)
-    sql_s = time.perf_counter() - t
-    engine.dispose()
-    out["to_sql"] = len(sample) / sql_s
-    print(f"  pandas to_sql (1 partition){_rate(len(sample), sql_s)}")
+    def to_sql() -> None:
+        # One call per partition, as a writer of partitions would; default method (SQLAlchemy
+        # executemany, which psycopg 3 sends as multi-row INSERTs of 1,000 rows).
+        engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+        try:
+            for _, _, frame in partitions:
+                frame.to_sql("option_chain_snapshots", engine, schema="to_sql", if_exists="append", index=False)
+        finally:
+            engine.dispose()
+
+    samples: dict[str, list[tuple[float, float | None]]] = {key: [] for key, _ in INGEST_PATHS}
+
+    def timed(key: str, fn: Callable[[], float | None]) -> None:
+        c0, t = cpu.seconds(), time.perf_counter()
+        inner = fn()
+        seconds = inner if inner is not None else time.perf_counter() - t
+        samples[key].append((seconds, _delta(cpu, c0)))
+
+    for _ in range(rounds):
+        with open_connection(url) as conn:
+            for schema in ("spy", *baselines):
+                conn.execute(f"TRUNCATE {schema}.option_chain_snapshots")
+            conn.commit()
+        with dg.instance_for_test() as instance:
+            instance.add_dynamic_partitions(expirations_partitions_name(SPY), keys)
+            timed("io_manager", partial(io_manager, instance))
+            timed("io_manager_rewrite", partial(io_manager, instance))
+        with open_connection(url) as conn:
+            timed("raw_copy_csv", partial(copy_csv, conn))
+            timed("raw_copy_write_row", partial(copy_write_row, conn))
+            timed("raw_copy_binary", partial(copy_binary, conn))
+            for name in baselines:
+                assert conn.execute(f"SELECT count(*) FROM {name}.option_chain_snapshots").fetchone() == (
+                    (total,) if name != "to_sql" else (0,)
+                )
+        timed("to_sql", to_sql)
+
+    out: dict[str, float] = {}
+    for key, label in INGEST_PATHS:
+        ordered = sorted(samples[key], key=lambda sample: sample[0])
+        seconds, server_cpu = ordered[len(ordered) // 2]
+        out[key] = total / seconds
+        spread = f"[{total / ordered[-1][0]:,.0f}..{total / ordered[0][0]:,.0f}]"
+        print(f"  {label:<27}{_rate(total, seconds, server_cpu)}  {spread}")
+
+    if timescale:
+        with open_connection(url) as conn:
+            conn.execute("SELECT compress_chunk(c) FROM show_chunks('spy.option_chain_snapshots') c").fetchall()
+            conn.commit()
+        with dg.instance_for_test() as instance:
+            instance.add_dynamic_partitions(expirations_partitions_name(SPY), keys)
+            c0 = cpu.seconds()
+            on_compressed = io_manager(instance)
+            out["io_manager_rewrite_compressed"] = total / on_compressed
+        print(f"  IO manager, re-write of compressed chunks (once) {_rate(total, on_compressed, _delta(cpu, c0))}")
+
+    best_raw = max(out["raw_copy_csv"], out["raw_copy_write_row"], out["raw_copy_binary"])
     print(
         f"  IO manager / to_sql = {out['io_manager'] / out['to_sql']:.1f}x; "
         f"best raw COPY / IO manager = {best_raw / out['io_manager']:.2f}x "
@@ -275,7 +318,7 @@ def _delta(cpu: ServerCpu, before: float | None) -> float | None:
     return None if before is None or after is None else after - before
 
 
-def _latency(fn: Callable[[], Any], repeat: int = 50) -> tuple[float, float, float]:
+def _latency(fn: Callable[[], Any], repeat: int = 200) -> tuple[float, float, float]:
     """(first call, median, p95) in milliseconds."""
     t = time.perf_counter()
     fn()
@@ -309,7 +352,7 @@ def bench_queries(url: str, day: dt.date, expiration: dt.date) -> dict[str, floa
             "one day's surface, one expiration": lambda: postgres_queries.day_surface(conn, "spy", day, expiration),
             "latest chain snapshot": lambda: postgres_queries.latest_snapshot(conn, "spy"),
         }
-        print(f"queries (ms; first / median / p95 of 50), day {day}, expiration {expiration}:")
+        print(f"queries (ms; first / median / p95 of 200), day {day}, expiration {expiration}:")
         for name, (query, params) in sql_only.items():
             rows = len(frames[name]())
             if query is not None:
@@ -319,9 +362,11 @@ def bench_queries(url: str, day: dt.date, expiration: dt.date) -> dict[str, floa
                 first, med, p95 = _latency(run_sql)
                 print(f"  {name:<36} SQL    {first:7.2f} / {med:6.2f} / {p95:6.2f}   ({rows} rows)")
                 out[f"{name} sql median ms"] = med
+                out[f"{name} sql p95 ms"] = p95
             first, med, p95 = _latency(frames[name])
             print(f"  {name:<36} pandas {first:7.2f} / {med:6.2f} / {p95:6.2f}   ({rows} rows)")
             out[f"{name} pandas median ms"] = med
+            out[f"{name} pandas p95 ms"] = p95
         plan = conn.execute(
             "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT * FROM spy.gex_levels "
             "ORDER BY session_date DESC, snapshot_ts DESC LIMIT 1"
@@ -406,7 +451,8 @@ def main() -> None:
         print(f"store: {'TimescaleDB ' + tsdb + ' hypertables' if tsdb else 'plain PostgreSQL tables'}")
         with open_connection(ingest_url) as conn:
             migrate(conn, "spy")
-        bench_ingest(ingest_url, ingest_days, ServerCpu(cluster))
+        rounds = int(os.environ.get("ZEROGEX_BENCH_ROUNDS", "3"))
+        bench_ingest(ingest_url, ingest_days, ServerCpu(cluster), rounds)
         if history_days <= 0:
             return
         history_url = _db_url(admin, "zg_bench_history")
