@@ -25,6 +25,7 @@ from pydantic import Field
 from zerogex_pipeline.schemas import SQL_TYPE, AssetSchema
 from zerogex_pipeline.storage.partitioned_db_io_manager import PartitionedDbIOManager
 from zerogex_pipeline.storage.table_slices import (
+    StorageError,
     display_query,
     frame_for_slice,
     qualified_name,
@@ -49,8 +50,56 @@ def create_table_sql(qualified: str, schema: AssetSchema) -> str:
     return f"CREATE TABLE IF NOT EXISTS {qualified} ({', '.join(cols)}, PRIMARY KEY ({pk}))"
 
 
+EXISTING_ROW_VALUES: dict[tuple[str, str], str] = {("gex_surface", "settlement"): "PM"}
+"""Value of a non-nullable column added since a table was made, for the rows it already holds.
+
+Mirrors the PostgreSQL migrations: m0004 labels existing ``gex_surface`` rows 'PM' (rows from before
+it blended SPX AM and PM series; re-materialize SPX monthly dates to split them).
+"""
+
+
+def primary_key(conn: duckdb.DuckDBPyConnection, schema_name: str, table: str) -> tuple[str, ...]:
+    """The primary-key columns of ``schema_name.table`` as stored (empty when it has none)."""
+    rows = run_sql(
+        conn,
+        "SELECT constraint_column_names FROM duckdb_constraints() "
+        "WHERE schema_name = ? AND table_name = ? AND constraint_type = 'PRIMARY KEY'",
+        [schema_name, table],
+    )
+    return tuple(rows[0][0]) if rows else ()
+
+
+def rebuild_with_declared_key(conn: duckdb.DuckDBPyConnection, table_slice: TableSlice, schema: AssetSchema) -> None:
+    """Re-create the slice's table with the declared primary key, keeping its rows (DuckDB cannot alter a key).
+
+    Runs inside the write's transaction, so a failure leaves the old table. A key that only gained
+    columns (``gex_surface`` gained ``settlement``) always fits the existing rows; otherwise rows that
+    repeat the new key, or nulls in a column declared non-nullable since, refuse the rebuild with a
+    :class:`StorageError`.
+    """
+    qualified = qualified_name(table_slice)
+    staging = f"{quote_ident(table_slice.schema)}.{quote_ident(table_slice.table + '__rebuild')}"
+    cols = ", ".join(quote_ident(c) for c in schema.column_names)
+    run_sql(conn, f"DROP TABLE IF EXISTS {staging}")
+    run_sql(conn, create_table_sql(staging, schema))
+    try:
+        run_sql(conn, f"INSERT INTO {staging} ({cols}) SELECT {cols} FROM {qualified}")
+    except duckdb.ConstraintException as exc:
+        raise StorageError(
+            f"{table_slice.schema}.{table_slice.table}: the stored rows do not fit the declared table (primary key "
+            f"{schema.primary_key}): {exc}; delete the embedded store (make clean-data) and re-materialize"
+        ) from None
+    run_sql(conn, f"DROP TABLE {qualified}")
+    run_sql(conn, f"ALTER TABLE {staging} RENAME TO {quote_ident(table_slice.table)}")
+
+
 def ensure_table(conn: duckdb.DuckDBPyConnection, table_slice: TableSlice) -> AssetSchema:
-    """Create the slice's schema and table if missing; add columns the declared schema gained since."""
+    """Create the slice's schema and table if missing; bring an older table to the declared schema.
+
+    The embedded store is the local default, without the PostgreSQL store's numbered migrations: a
+    table made by an older version gains the columns declared since (nullable) and is rebuilt when its
+    primary key differs from the declared one.
+    """
     schema = slice_schema(table_slice)
     run_sql(conn, f"CREATE SCHEMA IF NOT EXISTS {quote_ident(table_slice.schema)}")
     qualified = qualified_name(table_slice)
@@ -65,7 +114,11 @@ def ensure_table(conn: duckdb.DuckDBPyConnection, table_slice: TableSlice) -> As
     }
     for col in schema.columns:
         if col.name not in existing:
-            run_sql(conn, f"ALTER TABLE {qualified} ADD COLUMN {quote_ident(col.name)} {SQL_TYPE[col.kind]}")
+            fill = EXISTING_ROW_VALUES.get((table_slice.table, col.name))
+            default = "" if fill is None else f" DEFAULT '{fill}'"
+            run_sql(conn, f"ALTER TABLE {qualified} ADD COLUMN {quote_ident(col.name)} {SQL_TYPE[col.kind]}{default}")
+    if primary_key(conn, table_slice.schema, table_slice.table) != tuple(schema.primary_key):
+        rebuild_with_declared_key(conn, table_slice, schema)
     return schema
 
 
