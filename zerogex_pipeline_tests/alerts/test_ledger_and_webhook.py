@@ -6,10 +6,12 @@ import threading
 import pandas as pd
 import pytest
 
-from zerogex_pipeline.defs.alerts import ledger
-from zerogex_pipeline.defs.alerts.store import store_session
 from zerogex_pipeline.defs.alerts.webhook import post_alert
 from zerogex_pipeline.settings import Settings, SettingsError, load_settings, redact_webhook_url
+from zerogex_pipeline.storage import alert_ledger as ledger
+from zerogex_pipeline.storage.migrations import m0003_alerts_and_backtest
+from zerogex_pipeline.storage.postgres_migrations import migrated_columns
+from zerogex_pipeline.storage.store_session import store_session
 
 SECRET = "s3cr3t-token"
 
@@ -53,6 +55,29 @@ def check_claimed_once(settings: Settings, claimed: list[set[str]]) -> None:
         assert all(t == pd.Timestamp("2024-06-14 15:00", tz="UTC") for t in stamps.values())
         assert ledger.announced(session, pd.Timestamp("2024-06-17").date()) == {}
         assert ledger.claim(session, events(5), pd.Timestamp.now(tz="UTC"), "late") == set()
+
+
+def test_duckdb_ledger_is_created_from_the_statement_of_migration_0003(settings: Settings) -> None:
+    assert ledger.LEDGER_DDL + ";" in m0003_alerts_and_backtest.SQL  # verbatim, not a copy
+    with store_session(settings, "spy", create=True) as session:
+        assert session is not None
+        ledger.ensure_ledger(session)
+        ledger.ensure_ledger(session)  # IF NOT EXISTS: idempotent
+        columns = session.rows(
+            "SELECT column_name, data_type, is_nullable FROM information_schema.columns"
+            " WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+            ["spy", ledger.LEDGER_TABLE],
+        )
+        keys = session.rows(
+            "SELECT constraint_column_names FROM duckdb_constraints()"
+            " WHERE schema_name = %s AND table_name = %s AND constraint_type = 'PRIMARY KEY'",
+            ["spy", ledger.LEDGER_TABLE],
+        )
+    assert [c[0] for c in columns] == ["event_id", "underlying", "session_date", "kind", "announced_at", "run_id"]
+    assert {c[0] for c in columns} == migrated_columns()[ledger.LEDGER_TABLE]
+    assert {c[0]: c[1] for c in columns}["announced_at"] == "TIMESTAMP WITH TIME ZONE"
+    assert all(c[2] == "NO" for c in columns)
+    assert [list(k[0]) for k in keys] == [["event_id"]]
 
 
 def test_racing_claims_on_duckdb_announce_each_event_once(settings: Settings) -> None:

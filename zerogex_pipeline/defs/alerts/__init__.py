@@ -1,4 +1,5 @@
-"""GEX alerts: the ``gex_alerts`` asset, its announcement ledger and webhook, and the levels sensor."""
+"""GEX alerts: the ``gex_alerts`` asset and its webhook, and the levels sensor (the announcement ledger is
+:mod:`zerogex_pipeline.storage.alert_ledger`)."""
 
 from zerogex_pipeline.defs.alerts.assets import build_alert_assets
 from zerogex_pipeline.defs.alerts.sensors import build_levels_alert_sensor

@@ -10,7 +10,7 @@ Announcing (log at WARNING, and a JSON POST to ``ZEROGEX_ALERT_WEBHOOK_URL`` whe
 1. for events of **today's session** (America/New_York date of the pipeline clock): re-materializing
    or backfilling a past day stores its events but announces nothing, so a backfill never spams; and
 2. for events whose id this run **claims** in the announcement ledger
-   (:mod:`zerogex_pipeline.defs.alerts.ledger`), which no re-run, refresh or concurrent run can claim
+   (:mod:`zerogex_pipeline.storage.alert_ledger`), which no re-run, refresh or concurrent run can claim
    again.
 
 The stored ``announced_at`` is the ledger's time for the event (null when it was never announced).
@@ -24,11 +24,11 @@ import pandas as pd
 
 from zerogex_pipeline import market_calendar
 from zerogex_pipeline.analytics.alerts import EVENT_KINDS, detect_events
-from zerogex_pipeline.defs.alerts import ledger
 from zerogex_pipeline.defs.alerts.webhook import post_alert
 from zerogex_pipeline.defs.partitions import trading_day_partitions
 from zerogex_pipeline.schemas import GEX_ALERTS
 from zerogex_pipeline.settings import Settings, redact_webhook_url
+from zerogex_pipeline.storage import alert_ledger
 from zerogex_pipeline.underlyings import Underlying
 
 PAYLOAD_FIELDS = ("event_id", "underlying", "session_date", "snapshot_ts", "kind", "direction", "spot", "level",
@@ -93,7 +93,7 @@ def build_alert_assets(
         now = market_calendar.utc_now()
         today = now.tz_convert(market_calendar.NEW_YORK).date()
         live = date == today
-        claimed, stamps = ledger.claim_and_read(
+        claimed, stamps = alert_ledger.claim_and_read(
             settings, underlying.key, events, date, announce=live, now=now, run_id=context.run.run_id
         )
         deliveries = {"ok": 0, "failed": 0}

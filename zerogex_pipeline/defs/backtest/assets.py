@@ -2,7 +2,7 @@
 
 Unpartitioned: each materialization reads the whole stored history (each day's first ``gex_levels``
 snapshot and its ``underlying_bars`` aggregated to one row per day, see
-:mod:`zerogex_pipeline.defs.backtest.history`), computes the table with
+:mod:`zerogex_pipeline.storage.backtest_history`), computes the table with
 :func:`zerogex_pipeline.analytics.regime.regime_table`, and the IO manager replaces the whole table in
 one transaction (``DELETE`` all rows of the underlying's table, ``INSERT`` the new ones). The upstream
 assets are declared as dependencies (lineage) rather than loaded inputs, so no partition of them has to
@@ -14,9 +14,9 @@ import pandas as pd
 
 from zerogex_pipeline.analytics.regime import regime_summary, regime_table
 from zerogex_pipeline.defs.backtest.charts import markdown_png, range_vs_flip_png
-from zerogex_pipeline.defs.backtest.history import read_history
 from zerogex_pipeline.schemas import GEX_REGIME_BACKTEST
 from zerogex_pipeline.settings import Settings
+from zerogex_pipeline.storage.backtest_history import read_history
 from zerogex_pipeline.underlyings import Underlying
 
 

@@ -1,5 +1,6 @@
 """Direct SQL on the configured store (embedded DuckDB or PostgreSQL), for reads and writes the IO manager
-does not cover: the alert announcement ledger and the backtest's history queries.
+does not cover: the alert announcement ledger (:mod:`zerogex_pipeline.storage.alert_ledger`) and the
+backtest's history queries (:mod:`zerogex_pipeline.storage.backtest_history`).
 
 Statements are written once with ``%s`` placeholders (rewritten to ``?`` for DuckDB) and portable SQL
 (window functions, ``ON CONFLICT``, ``RETURNING``, ``information_schema``). Tables live in the

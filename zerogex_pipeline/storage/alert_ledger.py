@@ -1,9 +1,11 @@
 """The announcement ledger: which alert events were ever announced, and when.
 
 One table per underlying schema, ``gex_alert_ledger (event_id PRIMARY KEY, underlying, session_date,
-kind, announced_at, run_id)`` (PostgreSQL: migration 0003; DuckDB: created on first use). It is
-append-only and independent of the ``gex_alerts`` partition, which the IO manager replaces at every
-materialization.
+kind, announced_at TIMESTAMPTZ (UTC), run_id)``. Its DDL has one source, migration 0003
+(:mod:`zerogex_pipeline.storage.migrations.m0003_alerts_and_backtest`): PostgreSQL gets the table when
+the schema is migrated; DuckDB creates it on first use from the same ``CREATE TABLE`` statement, with
+``IF NOT EXISTS`` added (:data:`LEDGER_DDL`, :func:`duckdb_ledger_ddl`). It is append-only and
+independent of the ``gex_alerts`` partition, which the IO manager replaces at every materialization.
 
 An event is announced only by the run that **claims** it: ``INSERT ... ON CONFLICT (event_id) DO
 NOTHING RETURNING event_id`` in one statement, so of two runs racing on the same day exactly one gets
@@ -19,30 +21,40 @@ import time
 
 import pandas as pd
 
-from zerogex_pipeline.defs.alerts.store import StoreConflictError, StoreSession, store_session
 from zerogex_pipeline.settings import Settings
-from zerogex_pipeline.storage.table_slices import quote_ident
+from zerogex_pipeline.storage.migrations import m0003_alerts_and_backtest
+from zerogex_pipeline.storage.store_session import StoreConflictError, StoreSession, store_session
+from zerogex_pipeline.storage.table_slices import StorageError, quote_ident
 
 LEDGER_TABLE = "gex_alert_ledger"
 CONFLICT_RETRIES = 20
 
-_DUCKDB_DDL = """
-CREATE TABLE IF NOT EXISTS {table} (
-    event_id TEXT PRIMARY KEY,
-    underlying TEXT NOT NULL,
-    session_date DATE NOT NULL,
-    kind TEXT NOT NULL,
-    announced_at TIMESTAMPTZ NOT NULL,
-    run_id TEXT NOT NULL
-)
-"""
+
+def _ledger_statement(migration_sql: str) -> str:
+    """The ``CREATE TABLE {schema}.gex_alert_ledger (...)`` statement of ``migration_sql``, verbatim
+    (without its ``;``)."""
+    head = f"CREATE TABLE {{schema}}.{LEDGER_TABLE} ("
+    found = [s.strip() for s in migration_sql.split(";") if s.strip().startswith(head)]
+    if len(found) != 1:
+        raise StorageError(f"migration 0003: expected one {head!r} statement, found {len(found)}")
+    return found[0]
+
+
+LEDGER_DDL = _ledger_statement(m0003_alerts_and_backtest.SQL)
+"""The ledger's ``CREATE TABLE`` as migration 0003 holds it (``{schema}`` where the quoted schema goes)."""
+
+
+def duckdb_ledger_ddl(quoted_schema: str) -> str:
+    """:data:`LEDGER_DDL` for DuckDB: ``CREATE TABLE IF NOT EXISTS`` in ``quoted_schema`` (already quoted)."""
+    return LEDGER_DDL.replace("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ", 1).replace("{schema}", quoted_schema)
 
 
 def ensure_ledger(session: StoreSession) -> None:
     """Create the ledger table on DuckDB if missing (PostgreSQL gets it from migration 0003)."""
     if session.kind == "duckdb":
-        session.rows(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(session.schema)}")
-        session.rows(_DUCKDB_DDL.format(table=session.table(LEDGER_TABLE)))
+        schema = quote_ident(session.schema)
+        session.rows(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        session.rows(duckdb_ledger_ddl(schema))
 
 
 def claim(session: StoreSession, events: pd.DataFrame, announced_at: pd.Timestamp, run_id: str) -> set[str]:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from zerogex_pipeline.defs.alerts.store import StoreSession, store_session
 from zerogex_pipeline.settings import Settings
+from zerogex_pipeline.storage.store_session import StoreSession, store_session
 from zerogex_pipeline.underlyings import Underlying
 
 OPENING_LEVEL_COLUMNS = ["underlying", "session_date", "snapshot_ts", "spot", "net_gex", "zero_gamma"]
