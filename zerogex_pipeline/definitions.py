@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from zerogex_pipeline.defs.alerts.assets import build_alert_assets
 from zerogex_pipeline.defs.alerts.sensors import build_levels_alert_sensor
 from zerogex_pipeline.defs.automation.intraday_refresh import build_intraday_refresh_sensor
 from zerogex_pipeline.defs.automation.schedules import (
     build_backfill_job,
+    build_backtest_job,
     build_end_of_day_schedule,
+    build_evening_backtest_schedule,
     build_pre_open_schedule,
     build_register_expirations_job,
 )
@@ -39,19 +42,25 @@ def build_defs(settings: Settings) -> dg.Definitions:
     kind = storage_kind(settings)
     assets: list[dg.AssetsDefinition] = []
     checks: list[dg.AssetChecksDefinition] = []
-    jobs: list[dg.JobDefinition] = []
+    jobs: list[dg.JobDefinition | UnresolvedAssetJobDefinition] = []
     schedules: list[dg.ScheduleDefinition] = []
     sensors: list[dg.SensorDefinition] = []
     for u in settings.underlyings:
         core = build_underlying_assets(u, settings)
         bars, chain, surface, levels = core
         alerts = build_alert_assets(u, settings, kind, levels)
-        assets += [*core, *alerts, build_regime_backtest(u, settings, kind, bars, levels)]
+        backtest = build_regime_backtest(u, settings, kind, bars, levels)
+        assets += [*core, *alerts, backtest]
         checks += build_asset_checks(u, settings, bars, chain, surface, levels)
         backfill_job = build_backfill_job(u, settings, core)
         register_job = build_register_expirations_job(u, settings)
-        jobs += [backfill_job, register_job]
-        schedules += [build_pre_open_schedule(u, register_job), build_end_of_day_schedule(u, backfill_job)]
+        backtest_job = build_backtest_job(u, backtest)
+        jobs += [backfill_job, register_job, backtest_job]
+        schedules += [
+            build_pre_open_schedule(u, register_job),
+            build_end_of_day_schedule(u, backfill_job),
+            build_evening_backtest_schedule(u, backtest_job),
+        ]
         sensors += [build_intraday_refresh_sensor(u, settings, core), build_levels_alert_sensor(u, levels, alerts[0])]
     return dg.Definitions(
         assets=assets, asset_checks=checks, jobs=jobs, schedules=schedules, sensors=sensors,

@@ -94,3 +94,32 @@ def test_no_history_gives_an_empty_table_with_the_reason(settings: Settings, ins
     result = run_backtest(settings, instance)
     meta = result.asset_materializations_for_node("spy__gex_regime_backtest")[0].metadata
     assert meta["rows"].value == 0 and meta["empty_reason"].value == "no gex_levels stored for SPY"
+
+
+def test_evening_schedule_runs_the_backtest_job_on_trading_days(store) -> None:
+    from zoneinfo import ZoneInfo
+
+    from zerogex_pipeline.definitions import build_defs
+
+    settings, instance = store
+    defs = build_defs(settings)
+    schedule = defs.resolve_schedule_def("spy_evening_backtest")
+    assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 18 * * 1-5", "America/New_York")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    ny = ZoneInfo("America/New_York")
+    with dg.build_schedule_context(scheduled_execution_time=dt.datetime(2024, 6, 13, 18, tzinfo=ny),
+                                   instance=instance) as context:
+        (request,) = schedule.evaluate_tick(context).run_requests
+    assert request.run_key == "spy-2024-06-13-backtest"
+    with dg.build_schedule_context(scheduled_execution_time=dt.datetime(2024, 6, 19, 18, tzinfo=ny),
+                                   instance=instance) as context:  # Juneteenth
+        skipped = schedule.evaluate_tick(context)
+    assert not skipped.run_requests and "next session 2024-06-20" in skipped.skip_message
+    # the job the schedule launches materializes exactly the backtest, over the stored days
+    result = defs.resolve_job_def(schedule.job_name).execute_in_process(instance=instance)
+    assert result.success
+    (materialization,) = result.asset_materializations_for_node("spy__gex_regime_backtest")
+    assert materialization.metadata["last_day"].value == "2024-06-13"
+    assert {e.asset_key for e in result.get_asset_materialization_events()} == {
+        dg.AssetKey(["spy", "gex_regime_backtest"])
+    }

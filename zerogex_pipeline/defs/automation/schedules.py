@@ -7,6 +7,8 @@
   core asset over a date range (:mod:`.backfills`); launch it from the UI's Launchpad.
 - ``<u>_end_of_day`` (schedule, 16:30 ET on trading days, after early closes too): the same job for
   today, re-materializing the day's partitions in final form (all bars, every snapshot to the close).
+- ``<u>_regime_backtest`` (job) / ``<u>_evening_backtest`` (schedule, 18:00 ET on trading days): the
+  regime backtest over the stored history, after the end-of-day backfill has stored the day.
 
 Non-trading days are skipped with the reason and the next session. Each tick has a run key, so a
 schedule never launches the same day twice.
@@ -18,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 from pydantic import Field
 
 from zerogex_pipeline import market_calendar
@@ -36,6 +39,7 @@ from zerogex_pipeline.underlyings import Underlying
 
 PRE_OPEN_CRON = "0 9 * * 1-5"
 END_OF_DAY_CRON = "30 16 * * 1-5"
+EVENING_BACKTEST_CRON = "0 18 * * 1-5"
 FINAL_TAG = "zerogex/final"
 
 
@@ -216,3 +220,35 @@ def build_end_of_day_schedule(underlying: Underlying, backfill_job: dg.JobDefini
         )
 
     return end_of_day
+
+
+def build_backtest_job(underlying: Underlying, backtest: dg.AssetsDefinition) -> UnresolvedAssetJobDefinition:
+    """Materializes the (unpartitioned) regime backtest of ``underlying``."""
+    return dg.define_asset_job(
+        name=f"{underlying.key}_regime_backtest",
+        selection=dg.AssetSelection.assets(backtest),
+        description=f"{underlying.name} GEX regime backtest over the stored history.",
+    )
+
+
+def build_evening_backtest_schedule(
+    underlying: Underlying, backtest_job: UnresolvedAssetJobDefinition
+) -> dg.ScheduleDefinition:
+    """18:00 ET on trading days: refresh the regime backtest with the day's final levels and bars."""
+
+    @dg.schedule(
+        name=f"{underlying.key}_evening_backtest",
+        job=backtest_job,
+        cron_schedule=EVENING_BACKTEST_CRON,
+        execution_timezone=market_calendar.NEW_YORK,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=(
+            f"18:00 ET on NYSE trading days (90 minutes after the end-of-day backfill starts): re-run the "
+            f"{underlying.name} regime backtest over the stored history."
+        ),
+    )
+    def evening_backtest(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        date = _tick_date(context)
+        return _skip_unless_session(date) or dg.RunRequest(run_key=f"{underlying.key}-{date}-backtest")
+
+    return evening_backtest
