@@ -19,45 +19,23 @@ from zerogex_pipeline.settings import Settings
 from zerogex_pipeline.storage.table_slices import StorageError, quote_ident
 from zerogex_pipeline.underlyings import Underlying
 
-SUMMARY_COLUMNS = ["session_date", "snapshot_ts", "spot", "net_gex", "zero_gamma", "zero_gamma_reason",
-                   "call_wall", "put_wall"]
-
 
 def closing_levels(settings: Settings, underlying: Underlying, dates: Sequence[dt.date]) -> pd.DataFrame:
     """The last stored ``gex_levels`` row of each date (one row per date that has levels)."""
     if settings.database_url is not None:
-        return _closing_levels_postgres(settings.database_url, underlying, dates)
-    if not settings.duckdb_path.exists():
-        raise StorageError(f"{settings.duckdb_path}: no embedded store yet; run `make run` first")
-    cols = ", ".join(quote_ident(c) for c in GEX_LEVELS.column_names)
-    table = f"{quote_ident(underlying.key)}.{quote_ident('gex_levels')}"
-    with duckdb.connect(str(settings.duckdb_path), read_only=True) as conn:
-        conn.execute("SET TimeZone = 'UTC'")
-        try:
-            frame = conn.execute(
-                f"SELECT {cols} FROM {table} WHERE session_date IN (SELECT unnest(?::DATE[])) "
-                "QUALIFY row_number() OVER (PARTITION BY session_date ORDER BY snapshot_ts DESC) = 1 "
-                "ORDER BY session_date",
-                [list(dates)],
-            ).df()
-        except duckdb.CatalogException:
-            raise StorageError(f"{underlying.key}.gex_levels: no levels stored yet") from None
-    return GEX_LEVELS.conform(frame)
+        from zerogex_pipeline.storage import postgres_queries
 
-
-def _closing_levels_postgres(url: str, underlying: Underlying, dates: Sequence[dt.date]) -> pd.DataFrame:
-    """``closing_levels`` from the PostgreSQL store (errors are one line, password redacted)."""
-    from zerogex_pipeline.storage import postgres_queries
-    from zerogex_pipeline.storage.postgres_io_manager import describe_error, open_connection
-
-    conn = open_connection(url)
-    try:
-        frame = postgres_queries.closing_levels(conn, underlying.key, dates)
-    except psycopg.Error as exc:
-        raise describe_error(exc, url, f"{underlying.key}.gex_levels") from None
-    finally:
-        conn.close()
-    return frame
+        return _postgres(
+            settings.database_url, underlying, lambda conn: postgres_queries.closing_levels(conn, underlying.key, dates)
+        )
+    return _duckdb(
+        settings,
+        underlying,
+        "WHERE session_date IN (SELECT unnest(?::DATE[])) "
+        "QUALIFY row_number() OVER (PARTITION BY session_date ORDER BY snapshot_ts DESC) = 1 "
+        "ORDER BY session_date",
+        [list(dates)],
+    )
 
 
 def latest_levels(settings: Settings, underlying: Underlying) -> pd.DataFrame:
@@ -69,9 +47,7 @@ def latest_levels(settings: Settings, underlying: Underlying) -> pd.DataFrame:
         from zerogex_pipeline.storage import postgres_queries
 
         return _postgres(settings.database_url, underlying, lambda conn: postgres_queries.latest_levels(conn, underlying.key))
-    return _duckdb(
-        settings, underlying, "ORDER BY session_date DESC, snapshot_ts DESC LIMIT 1", [],
-    )
+    return _duckdb(settings, underlying, "ORDER BY session_date DESC, snapshot_ts DESC LIMIT 1", [])
 
 
 def intraday_levels(settings: Settings, underlying: Underlying, date: dt.date) -> pd.DataFrame:
@@ -86,6 +62,7 @@ def intraday_levels(settings: Settings, underlying: Underlying, date: dt.date) -
 
 
 def _duckdb(settings: Settings, underlying: Underlying, clause: str, params: list[object]) -> pd.DataFrame:
+    """``SELECT <gex_levels columns> FROM <underlying>.gex_levels <clause>`` on the embedded store."""
     if not settings.duckdb_path.exists():
         raise StorageError(f"{settings.duckdb_path}: no embedded store yet; run `make run` first")
     cols = ", ".join(quote_ident(c) for c in GEX_LEVELS.column_names)
@@ -102,6 +79,7 @@ def _duckdb(settings: Settings, underlying: Underlying, clause: str, params: lis
 def _postgres(
     url: str, underlying: Underlying, query: Callable[[psycopg.Connection], pd.DataFrame]
 ) -> pd.DataFrame:
+    """``query`` on a fresh connection to the PostgreSQL store (errors are one line, password redacted)."""
     from zerogex_pipeline.storage.postgres_io_manager import describe_error, open_connection
 
     conn = open_connection(url)
