@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+from typing import Any
 
 import pandas as pd
 
@@ -22,19 +23,20 @@ SNAPSHOT_HEADERS = ["snapshot (ET)", "spot", "net GEX ($/1%)", "zero gamma", "ca
 CONVENTION = "dealer convention: long calls +, short puts -"
 
 
+def _level_cells(row: Any) -> list[str]:
+    """Spot, net GEX, zero gamma and the walls of one ``gex_levels`` row (``itertuples``), as printed."""
+    return [
+        usd(row.spot),
+        usd_compact(row.net_gex),
+        usd(row.zero_gamma) if pd.notna(row.zero_gamma) else "none",
+        usd(row.call_wall, 0),
+        usd(row.put_wall, 0),
+    ]
+
+
 def levels_table(frame: pd.DataFrame, underlying_name: str) -> str:
     """The per-day levels table printed by ``make run`` and ``zerogex levels``."""
-    rows = [
-        [
-            f"{r.session_date:%Y-%m-%d}",
-            usd(r.spot),
-            usd_compact(r.net_gex),
-            usd(r.zero_gamma) if pd.notna(r.zero_gamma) else "none",
-            usd(r.call_wall, 0),
-            usd(r.put_wall, 0),
-        ]
-        for r in frame.itertuples()
-    ]
+    rows = [[f"{r.session_date:%Y-%m-%d}", *_level_cells(r)] for r in frame.itertuples()]
     title = f"{underlying_name} GEX levels at the close ({CONVENTION})"
     return f"{title}\n{render_table(HEADERS, rows)}"
 
@@ -43,15 +45,7 @@ def snapshot_levels_table(frame: pd.DataFrame, title: str) -> str:
     """Levels rows by snapshot, times in America/New_York (``zerogex levels --latest/--intraday``)."""
     times = frame["snapshot_ts"].dt.tz_convert(market_calendar.NEW_YORK)
     rows = [
-        [
-            f"{ts:%Y-%m-%d %H:%M}",
-            usd(r.spot),
-            usd_compact(r.net_gex),
-            usd(r.zero_gamma) if pd.notna(r.zero_gamma) else "none",
-            usd(r.call_wall, 0),
-            usd(r.put_wall, 0),
-            usd(r.max_pain_next, 0),
-        ]
+        [f"{ts:%Y-%m-%d %H:%M}", *_level_cells(r), usd(r.max_pain_next, 0)]
         for ts, r in zip(times, frame.itertuples(), strict=True)
     ]
     return f"{title}\n{render_table(SNAPSHOT_HEADERS, rows)}"
