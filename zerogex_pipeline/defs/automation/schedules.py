@@ -15,7 +15,7 @@ schedule never launches the same day twice.
 """
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -173,53 +173,61 @@ def _tick_date(context: dg.ScheduleEvaluationContext) -> dt.date:
     return when.astimezone(ZoneInfo(market_calendar.NEW_YORK)).date()
 
 
+def _trading_day_schedule(
+    name: str,
+    job: dg.JobDefinition | UnresolvedAssetJobDefinition,
+    cron: str,
+    description: str,
+    request: Callable[[dt.date], dg.RunRequest],
+) -> dg.ScheduleDefinition:
+    """A RUNNING America/New_York schedule that asks ``request`` for the tick's run on NYSE trading days
+    and skips other days with the reason and the next session."""
+
+    @dg.schedule(
+        name=name,
+        job=job,
+        cron_schedule=cron,
+        execution_timezone=market_calendar.NEW_YORK,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=description,
+    )
+    def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        date = _tick_date(context)
+        return _skip_unless_session(date) or request(date)
+
+    return _schedule
+
+
 def build_pre_open_schedule(underlying: Underlying, register_job: dg.JobDefinition) -> dg.ScheduleDefinition:
     """09:00 ET on trading days: register the day's tracked expirations."""
     op_name = f"{underlying.key}_register_listed_expirations"
-
-    @dg.schedule(
-        name=f"{underlying.key}_pre_open_expirations",
-        job=register_job,
-        cron_schedule=PRE_OPEN_CRON,
-        execution_timezone=market_calendar.NEW_YORK,
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=f"09:00 ET on NYSE trading days: register today's tracked {underlying.name} expirations.",
-    )
-    def pre_open(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-        date = _tick_date(context)
-        return _skip_unless_session(date) or dg.RunRequest(
+    return _trading_day_schedule(
+        f"{underlying.key}_pre_open_expirations",
+        register_job,
+        PRE_OPEN_CRON,
+        f"09:00 ET on NYSE trading days: register today's tracked {underlying.name} expirations.",
+        lambda date: dg.RunRequest(
             run_key=f"{underlying.key}-{date}-pre-open",
             run_config={"ops": {op_name: {"config": {"date": date.isoformat()}}}},
-        )
-
-    return pre_open
+        ),
+    )
 
 
 def build_end_of_day_schedule(underlying: Underlying, backfill_job: dg.JobDefinition) -> dg.ScheduleDefinition:
     """16:30 ET on trading days: re-materialize the day's partitions in final form."""
     op_name = f"{underlying.key}_submit_trading_day_backfill"
-
-    @dg.schedule(
-        name=f"{underlying.key}_end_of_day",
-        job=backfill_job,
-        cron_schedule=END_OF_DAY_CRON,
-        execution_timezone=market_calendar.NEW_YORK,
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=(
-            f"16:30 ET on NYSE trading days (after the 16:00 close, and after 13:00 early closes): backfill "
-            f"today's {underlying.name} bars, chain snapshots, GEX surfaces and levels in final form."
+    return _trading_day_schedule(
+        f"{underlying.key}_end_of_day",
+        backfill_job,
+        END_OF_DAY_CRON,
+        f"16:30 ET on NYSE trading days (after the 16:00 close, and after 13:00 early closes): backfill "
+        f"today's {underlying.name} bars, chain snapshots, GEX surfaces and levels in final form.",
+        lambda date: dg.RunRequest(
+            run_key=f"{underlying.key}-{date}-final",
+            run_config={"ops": {op_name: {"config": {"start": date.isoformat(), "end": date.isoformat()}}}},
+            tags={FINAL_TAG: date.isoformat()},
         ),
     )
-    def end_of_day(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-        date = _tick_date(context)
-        day = date.isoformat()
-        return _skip_unless_session(date) or dg.RunRequest(
-            run_key=f"{underlying.key}-{day}-final",
-            run_config={"ops": {op_name: {"config": {"start": day, "end": day}}}},
-            tags={FINAL_TAG: day},
-        )
-
-    return end_of_day
 
 
 def build_backtest_job(underlying: Underlying, backtest: dg.AssetsDefinition) -> UnresolvedAssetJobDefinition:
@@ -235,20 +243,11 @@ def build_evening_backtest_schedule(
     underlying: Underlying, backtest_job: UnresolvedAssetJobDefinition
 ) -> dg.ScheduleDefinition:
     """18:00 ET on trading days: refresh the regime backtest with the day's final levels and bars."""
-
-    @dg.schedule(
-        name=f"{underlying.key}_evening_backtest",
-        job=backtest_job,
-        cron_schedule=EVENING_BACKTEST_CRON,
-        execution_timezone=market_calendar.NEW_YORK,
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=(
-            f"18:00 ET on NYSE trading days (90 minutes after the end-of-day backfill starts): re-run the "
-            f"{underlying.name} regime backtest over the stored history."
-        ),
+    return _trading_day_schedule(
+        f"{underlying.key}_evening_backtest",
+        backtest_job,
+        EVENING_BACKTEST_CRON,
+        f"18:00 ET on NYSE trading days (90 minutes after the end-of-day backfill starts): re-run the "
+        f"{underlying.name} regime backtest over the stored history.",
+        lambda date: dg.RunRequest(run_key=f"{underlying.key}-{date}-backtest"),
     )
-    def evening_backtest(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-        date = _tick_date(context)
-        return _skip_unless_session(date) or dg.RunRequest(run_key=f"{underlying.key}-{date}-backtest")
-
-    return evening_backtest
