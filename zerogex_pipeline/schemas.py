@@ -163,8 +163,28 @@ OPTION_CHAIN_SNAPSHOTS = AssetSchema(
         ("spot", "double", "Underlying price at the snapshot, USD."),
         ("spot_ts", "timestamptz", "Instant of the underlying price used as spot (UTC)."),
         ("source", "text", "Data source: simulated or tradestation."),
+        ("origin", "text", "How the row was obtained: 'capture' (live quotes captured by `zerogex stream` at the "
+         "snapshot instant) or 'historical' (rebuilt afterwards by the source's historical path: bar closes on "
+         "TradeStation, the model on the simulated market)."),
     ),
     primary_key=("session_date", "expiration", "snapshot_ts", "symbol"),
+)
+
+CAPTURED_QUOTES = AssetSchema(
+    name="captured_quotes",
+    columns=tuple(c for c in OPTION_CHAIN_SNAPSHOTS.columns if c.name != "origin") + _cols(
+        ("quote_ts", "timestamptz", "Instant the contract's newest stream update arrived (UTC, engine clock); "
+         "the state is current as of the snapshot instant because its stream was live then."),
+        ("stream", "text", "Stream that delivered the contract: 'chain' (option-chain stream, vendor IV and "
+         "greeks) or 'quotes' (quote stream for strikes beyond the chain stream's proximity cap; no vendor IV)."),
+    ),
+    primary_key=("session_date", "expiration", "snapshot_ts", "symbol"),
+)
+
+CAPTURED_BARS = AssetSchema(
+    name="captured_bars",
+    columns=UNDERLYING_BARS.columns,
+    primary_key=UNDERLYING_BARS.primary_key,
 )
 
 GEX_SURFACE = AssetSchema(
@@ -257,6 +277,19 @@ GEX_LEVELS = AssetSchema(
     primary_key=("session_date", "snapshot_ts"),
 )
 
+LIVE_LEVELS = AssetSchema(
+    name="live_levels",
+    columns=tuple(c for c in GEX_LEVELS.columns) + _cols(
+        ("spot_ts", "timestamptz", "Instant of the underlying price used as spot (UTC)."),
+        ("feed", "text", "Live feed: tradestation (streams) or simulated (the simulated market replayed)."),
+        ("expiration_list", "text", "JSON list of the expirations (YYYY-MM-DD) the levels aggregate."),
+        ("missing", "text", "What the levels lack at this instant (a stream not live, a window not covered); "
+         "null when complete.", True),
+        ("compute_ms", "double", "Milliseconds from the stream state to the levels (before the write)."),
+    ),
+    primary_key=("session_date", "snapshot_ts"),
+)
+
 GEX_ALERTS = AssetSchema(
     name="gex_alerts",
     columns=_cols(
@@ -301,7 +334,8 @@ GEX_REGIME_BACKTEST = AssetSchema(
 
 ALL_SCHEMAS: dict[str, AssetSchema] = {
     s.name: s
-    for s in (UNDERLYING_BARS, OPTION_CHAIN_SNAPSHOTS, GEX_SURFACE, GEX_LEVELS, GEX_ALERTS, GEX_REGIME_BACKTEST)
+    for s in (UNDERLYING_BARS, OPTION_CHAIN_SNAPSHOTS, GEX_SURFACE, GEX_LEVELS, GEX_ALERTS, GEX_REGIME_BACKTEST,
+              CAPTURED_QUOTES, CAPTURED_BARS, LIVE_LEVELS)
 }
 
 

@@ -165,6 +165,7 @@ class TradeStationMarket:
         rows["session_date"] = pd.Timestamp(session.date)
         rows["expiration"] = pd.Timestamp(expiration)
         rows["source"] = self.name
+        rows["origin"] = "historical"
         rows = rows.sort_values(["snapshot_ts", "strike", "symbol"], kind="stable")
         return OPTION_CHAIN_SNAPSHOTS.conform(rows)
 

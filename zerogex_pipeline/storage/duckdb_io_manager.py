@@ -50,11 +50,15 @@ def create_table_sql(qualified: str, schema: AssetSchema) -> str:
     return f"CREATE TABLE IF NOT EXISTS {qualified} ({', '.join(cols)}, PRIMARY KEY ({pk}))"
 
 
-EXISTING_ROW_VALUES: dict[tuple[str, str], str] = {("gex_surface", "settlement"): "PM"}
+EXISTING_ROW_VALUES: dict[tuple[str, str], str] = {
+    ("gex_surface", "settlement"): "PM",
+    ("option_chain_snapshots", "origin"): "historical",
+}
 """Value of a non-nullable column added since a table was made, for the rows it already holds.
 
 Mirrors the PostgreSQL migrations: m0004 labels existing ``gex_surface`` rows 'PM' (rows from before
-it blended SPX AM and PM series; re-materialize SPX monthly dates to split them).
+it blended SPX AM and PM series; re-materialize SPX monthly dates to split them); m0005 labels existing
+chain rows 'historical' (nothing was captured from streams before it).
 """
 
 

@@ -7,14 +7,16 @@ each other. Tables never gain columns any other way: :func:`schema_drift` compar
 with ``zerogex_pipeline.schemas`` and the IO manager refuses to write while they differ.
 
 With the ``timescaledb`` extension installed in the database, :func:`apply_timescaledb` turns the
-four tables into hypertables on ``session_date`` (every query and every partition DELETE filters on
+tables of :data:`HYPERTABLES` into hypertables on ``session_date`` (every query and every partition DELETE filters on
 it, so chunk exclusion always applies), sets compression segmented by ``underlying`` (and
 ``expiration`` for the per-expiration tables), and adds the compression and retention policies.
 Chunk intervals: 7 days for chain snapshots and surface (a SPY session at the default window is
 ~52,500 chain rows, ~15 MB with its index, so a chunk of 5 sessions is ~75 MB: small against memory,
 ~52 chunks a year, and full 1,000-row compressed batches per ``(underlying, expiration)`` segment),
 35 days for bars and levels (a few hundred rows a session; 7-day chunks would leave their compressed
-batches under-filled). The measurements behind this are in docs/storage.md.
+batches under-filled). The stream capture follows the same rule: ``captured_quotes`` is shaped like the chain
+(7 days), ``captured_bars`` like the bars (35 days), and ``live_levels`` (one row every few seconds, ~4,700 a
+session) takes 7 days. The measurements behind this are in docs/storage.md.
 
 Run ``python -m zerogex_pipeline.storage.postgres_migrations --new <name>`` to write the next
 migration from the difference between the declared schemas and the migrations.
@@ -66,6 +68,9 @@ HYPERTABLES: dict[str, tuple[str, str, str]] = {
     "gex_surface": ("7 days", "underlying, expiration", "snapshot_ts DESC, strike"),
     "gex_levels": ("35 days", "underlying", "snapshot_ts DESC"),
     "underlying_bars": ("35 days", "underlying", "ts DESC"),
+    "captured_quotes": ("7 days", "underlying, expiration", "snapshot_ts DESC, symbol"),
+    "captured_bars": ("35 days", "underlying", "ts DESC"),
+    "live_levels": ("7 days", "underlying", "snapshot_ts DESC"),
 }
 
 

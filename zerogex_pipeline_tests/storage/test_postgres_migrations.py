@@ -124,6 +124,7 @@ def test_binary_copy_round_trips_edge_values(pg_url: str) -> None:
                 "spot": [500.0] * n,
                 "spot_ts": pd.to_datetime(["2025-03-10 13:30"] * n, utc=True),
                 "source": ["simulated", "tradestation", "x", "y"],
+                "origin": ["capture", "historical", "capture", "historical"],
             }
         )
     )

@@ -57,6 +57,7 @@ class SimulatedMarket:
         grid["session_date"] = pd.Timestamp(day)
         grid["expiration"] = pd.Timestamp(expiration)
         grid["source"] = self.name
+        grid["origin"] = "historical"
         elapsed = ((grid["snapshot_ts"] - session.open) / (session.close - session.open)).to_numpy(np.float64)
         path = price_path.daily_path(underlying)
         priced = quotes.price_chain(

@@ -20,6 +20,7 @@ from zerogex_pipeline.storage.migrations import (
     m0002_analytics_engine_columns,
     m0003_alerts_and_backtest,
     m0004_surface_rows_per_settlement,
+    m0005_stream_capture_and_live_levels,
 )
 
 
@@ -47,5 +48,6 @@ def _from_module(module: ModuleType) -> Migration:
     return Migration(version=int(number), name=name, sql=str(module.SQL))
 
 
-MIGRATIONS: tuple[Migration, ...] = tuple(_from_module(m) for m in (m0001_initial, m0002_analytics_engine_columns, m0003_alerts_and_backtest, m0004_surface_rows_per_settlement))
+MIGRATIONS: tuple[Migration, ...] = tuple(_from_module(m) for m in (m0001_initial, m0002_analytics_engine_columns, m0003_alerts_and_backtest, m0004_surface_rows_per_settlement,
+                                                                     m0005_stream_capture_and_live_levels))
 """Every migration, in version order."""
