@@ -128,7 +128,7 @@ class CaptureStore:
 
     def captured_instants(self, underlying: Underlying, session_date: dt.date) -> pd.DataFrame:
         """``expiration``, ``snapshot_ts`` and ``contracts`` of every captured snapshot of one day."""
-        sql = (f"SELECT expiration, snapshot_ts, count(*) FROM {{table}} WHERE session_date = %s "
+        sql = ("SELECT expiration, snapshot_ts, count(*) FROM {table} WHERE session_date = %s "
                "GROUP BY expiration, snapshot_ts ORDER BY snapshot_ts, expiration")
         rows = self._rows(underlying, CAPTURED_QUOTES, sql, [session_date])
         frame = pd.DataFrame(rows, columns=["expiration", "snapshot_ts", "contracts"])
@@ -185,7 +185,11 @@ class CaptureStore:
     def _transaction(self, keys: set[str]) -> Iterator[tuple[str, Any]]:
         if self.settings.database_url:
             url = self.settings.database_url
-            from zerogex_pipeline.storage.postgres_io_manager import describe_error, open_connection, prepare_schema
+            from zerogex_pipeline.storage.postgres_io_manager import (
+                describe_error,
+                open_connection,
+                prepare_schema,
+            )
             from zerogex_pipeline.storage.postgres_migrations import TimescalePolicy
 
             if self._pg is None or self._pg.closed:
@@ -228,7 +232,7 @@ class CaptureStore:
         conn = open_duckdb(path, read_only=True, wait_s=self.wait_s)
         try:
             found = conn.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-                                 [key, schema.name]).fetchall()  # noqa: RUF100
+                                 [key, schema.name]).fetchall()
             yield conn if found else None
         except duckdb.Error as exc:
             raise StorageError(f"{path}: capture store read failed: {exc}") from None

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from zerogex_pipeline.schemas import CAPTURED_BARS, CAPTURED_QUOTES, LIVE_LEVELS, GEX_LEVELS
+from zerogex_pipeline.schemas import CAPTURED_BARS, CAPTURED_QUOTES, GEX_LEVELS, LIVE_LEVELS
 from zerogex_pipeline.settings import Settings, load_settings
 from zerogex_pipeline.storage.capture_store import CaptureBatch, CaptureStore
 from zerogex_pipeline.storage.table_slices import StorageError
