@@ -33,8 +33,21 @@ class IVChoice:
 
 def choose_iv(frame: pd.DataFrame, T: npt.NDArray[np.float64], rate: float, dividend_yield: float) -> IVChoice:
     """Vendor IV where usable, else solve from mid (sane quote) or last; NaN with a reason otherwise."""
-    n = len(frame)
-    vendor = frame["iv"].to_numpy(dtype=np.float64, na_value=np.nan)
+    def col(name: str) -> npt.NDArray[np.float64]:
+        return frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+
+    return choose_iv_arrays(col("iv"), col("bid"), col("ask"), col("mid"), col("last"), col("spot"), col("strike"), T,
+                            rate, dividend_yield, (frame["option_type"] == "C").to_numpy())
+
+
+def choose_iv_arrays(
+    vendor: npt.NDArray[np.float64], bid: npt.NDArray[np.float64], ask: npt.NDArray[np.float64],
+    mid: npt.NDArray[np.float64], last: npt.NDArray[np.float64], spot: npt.NDArray[np.float64],
+    strike: npt.NDArray[np.float64], T: npt.NDArray[np.float64], rate: float, dividend_yield: float,
+    is_call: npt.NDArray[np.bool_],
+) -> IVChoice:
+    """:func:`choose_iv` on arrays (one entry per contract; prices USD per share, T years, NaN = missing)."""
+    n = vendor.size
     have_vendor = np.isfinite(vendor) & (vendor > 0) & (T > 0)
     iv = np.where(have_vendor, vendor, np.nan)
     source = np.where(have_vendor, 0, 3).astype(np.int8)
@@ -43,10 +56,6 @@ def choose_iv(frame: pd.DataFrame, T: npt.NDArray[np.float64], rate: float, divi
     reason[~have_vendor & (T <= 0)] = "expired"
     need = ~have_vendor & (T > 0)
     if need.any():
-        bid = frame["bid"].to_numpy(dtype=np.float64, na_value=np.nan)
-        ask = frame["ask"].to_numpy(dtype=np.float64, na_value=np.nan)
-        mid = frame["mid"].to_numpy(dtype=np.float64, na_value=np.nan)
-        last = frame["last"].to_numpy(dtype=np.float64, na_value=np.nan)
         with np.errstate(divide="ignore", invalid="ignore"):
             sane = (bid > 0) & (ask >= bid) & ((ask - bid) / mid <= MAX_REL_SPREAD)
         use_last = need & ~sane & np.isfinite(last) & (last > 0)
@@ -55,10 +64,7 @@ def choose_iv(frame: pd.DataFrame, T: npt.NDArray[np.float64], rate: float, divi
         todo = use_mid | use_last
         idx = np.flatnonzero(todo)
         if idx.size:
-            res = implied_vol(
-                target[idx], frame["spot"].to_numpy(np.float64)[idx], frame["strike"].to_numpy(np.float64)[idx],
-                T[idx], rate, dividend_yield, (frame["option_type"].to_numpy()[idx] == "C"),
-            )
+            res = implied_vol(target[idx], spot[idx], strike[idx], T[idx], rate, dividend_yield, is_call[idx])
             iv[idx] = res.iv
             solved = res.reason == 0
             source[idx[solved]] = np.where(use_mid[idx[solved]], 1, 2)

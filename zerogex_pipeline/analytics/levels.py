@@ -17,15 +17,23 @@ from zerogex_pipeline.analytics import CONVENTION
 from zerogex_pipeline.analytics.engine import FLIP_DTE_REFS, Chain, Product, compute_product
 
 
+def expiration_codes(expiration: pd.Series | np.ndarray, settlement: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Integer codes into sorted expiration labels, one label per (date, settlement).
+
+    An SPX AM monthly is its own expiration (``"2025-01-17 AM"``), so max pain and the per-expiration totals
+    never pool it with the PM series of the same date.
+    """
+    exp_dates = pd.Series(pd.to_datetime(np.asarray(expiration))).dt.strftime("%Y-%m-%d")
+    exp_dates = exp_dates.where(np.asarray(settlement) != "AM", exp_dates + " AM")
+    codes, uniques = pd.factorize(exp_dates, sort=True)
+    return np.asarray(codes, dtype=np.intp), tuple(str(u) for u in uniques)
+
+
 def chain_from_surface(rows: pd.DataFrame) -> Chain:
     """Engine arrays of one snapshot from its ``gex_surface`` rows (calls then puts)."""
     n = len(rows)
-    # One expiration per (date, settlement): an SPX AM monthly is its own expiration ("2025-01-17 AM"),
-    # so max pain and the per-expiration totals never pool it with the PM series of the same date.
-    exp_dates = pd.to_datetime(rows["expiration"]).dt.strftime("%Y-%m-%d")
-    if "settlement" in rows:
-        exp_dates = exp_dates.where(rows["settlement"].to_numpy() != "AM", exp_dates + " AM")
-    codes, uniques = pd.factorize(exp_dates, sort=True)
+    settlement = rows["settlement"].to_numpy() if "settlement" in rows else np.full(n, "PM")
+    codes, uniques = expiration_codes(rows["expiration"], settlement)
 
     def both(col: str) -> np.ndarray:
         return np.concatenate([rows[f"call_{col}"].to_numpy(np.float64, na_value=np.nan),
@@ -37,7 +45,7 @@ def chain_from_surface(rows: pd.DataFrame) -> Chain:
         strike=np.tile(rows["strike"].to_numpy(np.float64), 2),
         T=np.tile(rows["time_to_expiry"].to_numpy(np.float64), 2), iv=both("iv"), oi=both("oi"),
         volume=np.nan_to_num(vol), is_call=np.r_[np.ones(n, dtype=bool), np.zeros(n, dtype=bool)],
-        expiry=np.tile(np.asarray(codes, dtype=np.intp), 2), expirations=tuple(str(u) for u in uniques),
+        expiry=np.tile(codes, 2), expirations=uniques,
     )
 
 
@@ -68,20 +76,28 @@ def levels_record(p: Product) -> dict[str, object]:
     return rec
 
 
-def snapshot_levels(rows: pd.DataFrame) -> dict[str, object]:
-    """Levels of one snapshot from its ``gex_surface`` rows across expirations."""
-    chain = chain_from_surface(rows)
-    p = compute_product(chain)
-    rec = levels_record(p)
-    if "call_iv_source" in rows:
-        sources = pd.concat([rows["call_iv_source"], rows["put_iv_source"]]).value_counts()
-        rec["iv_sources"] = json.dumps({str(k): int(v) for k, v in sources.items()}, sort_keys=True)
+def chain_levels(chain: Chain, iv_sources: dict[str, int], expirations: int) -> dict[str, object]:
+    """The ``gex_levels`` columns (without the key columns) of one snapshot's engine arrays.
+
+    ``iv_sources``: contract lines per IV source; ``expirations``: distinct expiration dates aggregated.
+    """
+    rec = levels_record(compute_product(chain))
+    rec["iv_sources"] = json.dumps(iv_sources, sort_keys=True)
     rec.update({
-        "expirations": int(rows["expiration"].nunique()),
+        "expirations": expirations,
         "contracts": int(np.count_nonzero(np.isfinite(chain.iv) & (chain.T > 0))),
         "rate": chain.r, "dividend_yield": chain.q, "convention": CONVENTION,
     })
     return rec
+
+
+def snapshot_levels(rows: pd.DataFrame) -> dict[str, object]:
+    """Levels of one snapshot from its ``gex_surface`` rows across expirations."""
+    sources: dict[str, int] = {}
+    if "call_iv_source" in rows:
+        counts = pd.concat([rows["call_iv_source"], rows["put_iv_source"]]).value_counts()
+        sources = {str(k): int(v) for k, v in counts.items()}
+    return chain_levels(chain_from_surface(rows), sources, int(rows["expiration"].nunique()))
 
 
 def build_levels(surface: pd.DataFrame) -> pd.DataFrame:

@@ -101,8 +101,14 @@ class Stream:
     """
 
     def __init__(self, client: TradeStationClient, path: str, params: dict[str, Any] | None = None,
-                 kind: str = "quotes", category: str = "stream-connect", yield_heartbeats: bool = False) -> None:
+                 kind: str = "quotes", category: str = "stream-connect", yield_heartbeats: bool = False,
+                 slot: StreamSlot | None = None, on_disconnect: Callable[[str], None] | None = None) -> None:
         self.client = client
+        self.slot = slot
+        """An option-stream slot the caller holds for this stream (kept across its reconnects, not released
+        here); ``None``: the stream takes one of the machine's slots itself and frees it when it ends."""
+        self.on_disconnect = on_disconnect
+        """Called with the reason each time a connection ends (GoAway, dead, starved, error), before the wait."""
         self.path = path
         self.params = params or {}
         self.kind = kind
@@ -131,7 +137,7 @@ class Stream:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         cfg = self.client.config
         slot: StreamSlot | None = None
-        if self.kind in OPTION_STREAM_KINDS:
+        if self.kind in OPTION_STREAM_KINDS and self.slot is None:
             slot = option_stream_slots(self.client).acquire(timeout_s=cfg.read_timeout_s)
             if slot is None:
                 raise StreamError(f"{self.path}: {cfg.max_option_streams} option streams already open "
@@ -149,6 +155,8 @@ class Stream:
                 except _ReconnectNeededError as exc:
                     if self._closed:
                         return
+                    if self.on_disconnect is not None:
+                        self.on_disconnect(exc.reason)
                     failures += 1
                     self.reconnects += 1
                     if failures > cfg.stream_max_reconnects:
@@ -247,8 +255,12 @@ def bar_stream(client: TradeStationClient, symbol: str, unit: str = "Minute", in
 
 def option_chain_stream(client: TradeStationClient, underlying: str, expiration: str | None = None,
                         strike_proximity: int = 5, enable_greeks: bool = True, option_type: str = "All",
-                        strike_range: str = "All", price_center: float | None = None) -> Stream:
-    """``/v3/marketdata/stream/options/chains/{underlying}``; ``expiration`` as ``MM-DD-YYYY``."""
+                        strike_range: str = "All", price_center: float | None = None,
+                        slot: StreamSlot | None = None) -> Stream:
+    """``/v3/marketdata/stream/options/chains/{underlying}``; ``expiration`` as ``MM-DD-YYYY``.
+
+    ``slot``: an option-stream slot the caller holds (see :class:`Stream`); by default the stream takes one.
+    """
     if strike_proximity < 1:
         raise ValueError(f"option chain: strike_proximity must be >= 1, got {strike_proximity}")
     params: dict[str, Any] = {"strikeProximity": str(strike_proximity), "enableGreeks": str(enable_greeks).lower(),
@@ -257,7 +269,8 @@ def option_chain_stream(client: TradeStationClient, underlying: str, expiration:
         params["expiration"] = expiration
     if price_center is not None:
         params["priceCenter"] = str(price_center)
-    return Stream(client, f"/v3/marketdata/stream/options/chains/{_sym([underlying])}", params, kind="option-chain")
+    return Stream(client, f"/v3/marketdata/stream/options/chains/{_sym([underlying])}", params, kind="option-chain",
+                  slot=slot)
 
 
 def option_quote_stream(client: TradeStationClient, legs: list[tuple[str, int]]) -> Stream:

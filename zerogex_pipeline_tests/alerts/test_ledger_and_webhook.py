@@ -6,7 +6,7 @@ import threading
 import pandas as pd
 import pytest
 
-from zerogex_pipeline.defs.alerts.webhook import post_alert
+from zerogex_pipeline.announcements import post_alert
 from zerogex_pipeline.settings import Settings, SettingsError, load_settings, redact_webhook_url
 from zerogex_pipeline.storage import alert_ledger as ledger
 from zerogex_pipeline.storage.migrations import m0003_alerts_and_backtest

@@ -24,35 +24,12 @@ import pandas as pd
 
 from zerogex_pipeline import market_calendar
 from zerogex_pipeline.analytics.alerts import EVENT_KINDS, detect_events
-from zerogex_pipeline.defs.alerts.webhook import post_alert
+from zerogex_pipeline.announcements import announce
 from zerogex_pipeline.defs.partitions import trading_day_partitions
 from zerogex_pipeline.schemas import GEX_ALERTS
 from zerogex_pipeline.settings import Settings, redact_webhook_url
 from zerogex_pipeline.storage import alert_ledger
 from zerogex_pipeline.underlyings import Underlying
-
-PAYLOAD_FIELDS = ("event_id", "underlying", "session_date", "snapshot_ts", "kind", "direction", "spot", "level",
-                  "value_before", "value_after", "spot_before", "message")
-
-
-def alert_payload(event: pd.Series) -> dict[str, object]:
-    """The JSON body POSTed for one event (timestamps ISO 8601 UTC, dates ``YYYY-MM-DD``, USD floats).
-
-    ``text`` repeats ``message`` so chat webhooks (Slack-style) display it as is.
-    """
-    out: dict[str, object] = {}
-    for name in PAYLOAD_FIELDS:
-        value = event[name]
-        if name == "session_date":
-            out[name] = f"{pd.Timestamp(value):%Y-%m-%d}"
-        elif name == "snapshot_ts":
-            out[name] = pd.Timestamp(value).tz_convert("UTC").isoformat()
-        elif name in ("event_id", "underlying", "kind", "direction", "message"):
-            out[name] = str(value)
-        else:
-            out[name] = None if pd.isna(value) else float(value)
-    out["text"] = str(event["message"])
-    return out
 
 
 def _markdown(events: pd.DataFrame, limit: int = 30) -> str:
@@ -96,14 +73,7 @@ def build_alert_assets(
         claimed, stamps = alert_ledger.claim_and_read(
             settings, underlying.key, events, date, announce=live, now=now, run_id=context.run.run_id
         )
-        deliveries = {"ok": 0, "failed": 0}
-        for _, event in events[events["event_id"].isin(claimed)].iterrows():
-            context.log.warning(f"GEX alert: {event['message']} [{event['event_id']}]")
-            if settings.alert_webhook_url:
-                delivery = post_alert(settings.alert_webhook_url, alert_payload(event))
-                deliveries["ok" if delivery.ok else "failed"] += 1
-                if not delivery.ok:
-                    context.log.warning(f"GEX alert webhook failed for {event['event_id']}: {delivery.detail}")
+        deliveries = announce(events, claimed, settings.alert_webhook_url, context.log.warning)
         events["announced_at"] = pd.to_datetime(events["event_id"].map(stamps), utc=True)
         out = GEX_ALERTS.conform(events)
         counts = out["kind"].value_counts()

@@ -16,7 +16,18 @@ import pandas as pd
 
 from zerogex_pipeline import market_calendar
 from zerogex_pipeline.market_calendar import TradingSession
-from zerogex_pipeline.sources.simulated import listing, price_path, quotes
+from zerogex_pipeline.sources.simulated import listing, price_path
+from zerogex_pipeline.sources.simulated.instant import (
+    market_day as market_day,
+)
+from zerogex_pipeline.sources.simulated.instant import (
+    price_contracts,
+    spot_at,
+    step_time,
+    steps,
+    window_rows,
+    window_strikes,
+)
 from zerogex_pipeline.tradestation.symbols import OptionSymbol, format_strike, parse_option_symbol
 from zerogex_pipeline.underlyings import (
     Underlying,
@@ -71,32 +82,10 @@ def contract_of(symbol: str) -> Contract | None:
     return Contract(u, parsed, settlement)
 
 
-def market_day(now: pd.Timestamp) -> TradingSession:
-    """The session whose data is "current" at ``now``: today's once open, else the previous one."""
-    local = now.tz_convert(market_calendar.NEW_YORK).date()
-    day = market_calendar.previous_session_on_or_before(local)
-    s = market_calendar.session(day)
-    if s.open > now:
-        s = market_calendar.session(market_calendar.previous_session_on_or_before(day - dt.timedelta(days=1)))
-    return s
-
-
-@lru_cache(maxsize=64)
-def _steps(u: Underlying, day: dt.date) -> pd.Series:
-    return price_path.intraday_steps(u, market_calendar.session(day))
-
-
 @lru_cache(maxsize=256)
 def session_bars(u: Underlying, day: dt.date, minutes: int) -> pd.DataFrame:
     """The simulated market's bars of one session (``ts`` = bar end)."""
     return price_path.session_bars(u, market_calendar.session(day), minutes)
-
-
-def spot_at(u: Underlying, s: TradingSession, ts: pd.Timestamp) -> float:
-    """Underlying price at ``ts`` within session ``s`` (clamped to the session), USD."""
-    steps = _steps(u, s.date)
-    i = int(steps.index.searchsorted(min(max(ts, s.open), s.close), side="right")) - 1
-    return float(steps.iloc[max(i, 0)])
 
 
 def is_listed(c: Contract, day: dt.date) -> bool:
@@ -108,48 +97,6 @@ def is_listed(c: Contract, day: dt.date) -> bool:
         return False
     grid = listing.strike_grid(c.underlying, price_path.previous_close(c.underlying, day))
     return bool(np.any(np.isclose(grid, c.symbol.strike)))
-
-
-def price_contracts(
-    u: Underlying, s: TradingSession, rows: pd.DataFrame, seed: tuple[object, ...]
-) -> pd.DataFrame:
-    """Quote ``rows`` (symbol, root, expiration, option_type, strike, settlement, snapshot_ts) at their instants."""
-    rows = rows.copy()
-    rows["spot"] = [spot_at(u, s, t) for t in rows["snapshot_ts"]]
-    center = price_path.previous_close(u, s.date)
-    oi = np.zeros(len(rows), dtype=np.int64)
-    grid = np.asarray(listing.strike_grid(u, center), dtype=np.float64)
-    for (root, exp), idx in rows.groupby(["root", "expiration"]).groups.items():
-        part = rows.loc[idx]
-        oi[rows.index.get_indexer(idx)] = _series_open_interest(
-            u, str(root), pd.Timestamp(exp).date(), s.date, grid, part["strike"].to_numpy(np.float64),
-            (part["option_type"] == "C").to_numpy(), center)
-    rows["open_interest"] = oi
-    elapsed = ((rows["snapshot_ts"] - s.open) / (s.close - s.open)).to_numpy(np.float64)
-    path = price_path.daily_path(u)
-    return quotes.price_chain(
-        u, rows, regime_vol=price_path.volatility_regime(u, s.date), open_spot=float(path.open[path.locate(s.date)]),
-        fraction_elapsed=elapsed, seed_parts=seed,
-    )
-
-
-def _series_open_interest(u: Underlying, root: str, exp: dt.date, day: dt.date, grid: np.ndarray,
-                          strike: np.ndarray, is_call: np.ndarray, center: float) -> np.ndarray:
-    """Open interest (contracts) of the requested contracts, drawn once for the whole listed series.
-
-    The simulated draw depends on the position of a contract in the array it is drawn with, so drawing
-    only the requested contracts would give a contract a different open interest in a bar request, a
-    chain stream and a quote. Drawing the series' full grid (calls, then puts) makes it a property of
-    the contract for the session, as a real open interest is. Strikes off the grid are drawn alone.
-    """
-    full = quotes.open_interest(u, root, exp, day, np.concatenate([grid, grid]),
-                                np.concatenate([np.ones(len(grid), bool), np.zeros(len(grid), bool)]), center)
-    pos = np.searchsorted(grid, strike)
-    on_grid = (pos < len(grid)) & np.isclose(grid[np.minimum(pos, len(grid) - 1)], strike, rtol=0, atol=1e-6)
-    out = np.where(on_grid, full[np.minimum(pos, len(grid) - 1) + np.where(is_call, 0, len(grid))], 0)
-    if (~on_grid).any():
-        out[~on_grid] = quotes.open_interest(u, root, exp, day, strike[~on_grid], is_call[~on_grid], center)
-    return out.astype(np.int64)
 
 
 def _bar(ts: pd.Timestamp, o: float, h: float, lo: float, c: float, vol: int, oi: int, status: str = "Closed",
@@ -239,39 +186,23 @@ def spread_object(row: Any, greeks: bool, underlying: Underlying) -> dict[str, A
 
 
 def chain_rows(u: Underlying, s: TradingSession, now: pd.Timestamp, expiration: dt.date, proximity: int,
-               option_type: str, strike_range: str, price_center: float | None) -> pd.DataFrame:
-    """Priced chain rows of ``expiration`` at ``now``: ``proximity`` strikes above and below the center."""
-    spot = spot_at(u, s, now)
-    center = spot if price_center is None else price_center
-    grid = listing.strike_grid(u, price_path.previous_close(u, s.date))
-    below = grid[grid <= center][-proximity:]
-    above = grid[grid > center][:proximity]
-    strikes = np.concatenate([below, above])
-    rows = []
-    for series in listing.series_for(u, expiration, s.date):
-        for right in ("C", "P"):
-            if option_type.lower() in ("call", "put") and right != option_type[0].upper():
-                continue
-            for k in strikes:
-                itm = k < spot if right == "C" else k > spot
-                if (strike_range.upper() == "ITM" and not itm) or (strike_range.upper() == "OTM" and itm):
-                    continue
-                rows.append({"symbol": f"{series.root} {expiration:%y%m%d}{right}{format_strike(k)}",
-                             "root": series.root, "expiration": pd.Timestamp(expiration), "option_type": right,
-                             "strike": float(k), "settlement": series.settlement, "snapshot_ts": now})
-    if not rows:
-        return pd.DataFrame()
-    t = min(max(now, s.open), s.close)
-    frame = pd.DataFrame(rows)
-    frame["snapshot_ts"] = t
-    return price_contracts(u, s, frame, (u.name, expiration.isoformat(), s.date.isoformat(), "stream"))
+               option_type: str, strike_range: str, price_center: float | None,
+               max_proximity: int | None = None) -> pd.DataFrame:
+    """Priced chain rows of ``expiration`` at ``now``: ``proximity`` strikes above and below the center.
+
+    The center is ``price_center``, else spot at ``now``; ``max_proximity`` caps ``proximity`` silently, as a
+    server with a strike cap would.
+    """
+    center = spot_at(u, s, now) if price_center is None else price_center
+    prox = proximity if max_proximity is None else min(proximity, max_proximity)
+    return window_rows(u, s, now, expiration, window_strikes(u, s, center, prox), option_type, strike_range)
 
 
 def underlying_quote(u: Underlying, s: TradingSession, now: pd.Timestamp) -> dict[str, Any]:
-    """A full ``Quote`` of an underlying at ``now``."""
-    t = min(max(now, s.open), s.close)
-    steps = _steps(u, s.date)
-    upto = steps[steps.index <= t]
+    """A full ``Quote`` of an underlying at ``now`` (``TradeTime``: start of the path step in force)."""
+    t = step_time(u, s, now)
+    path = steps(u, s.date)
+    upto = path[path.index <= t]
     last = float(upto.iloc[-1])
     prev = price_path.previous_close(u, s.date)
     bars = session_bars(u, s.date, 1)
@@ -292,14 +223,31 @@ def underlying_quote(u: Underlying, s: TradingSession, now: pd.Timestamp) -> dic
 
 def option_quote(c: Contract, s: TradingSession, now: pd.Timestamp) -> dict[str, Any] | None:
     """A ``Quote`` of an option contract at ``now`` (``None`` when not listed that day)."""
-    if not is_listed(c, s.date):
-        return None
-    t = min(max(now, s.open), s.close)
-    sym = c.symbol
-    rows = pd.DataFrame({"symbol": [str(sym)], "root": sym.root, "expiration": pd.Timestamp(sym.expiration),
-                         "option_type": sym.right, "strike": sym.strike, "settlement": c.settlement, "snapshot_ts": t})
-    r = next(price_contracts(c.underlying, s, rows, (str(sym), s.date.isoformat(), "quote")).itertuples())
+    quoted = option_quotes([c], s, now, (str(c.symbol), s.date.isoformat(), "quote"))
+    return quoted.get(str(c.symbol))
+
+
+def option_quotes(contracts: list[Contract], s: TradingSession, now: pd.Timestamp, seed: tuple[object, ...]
+                  ) -> dict[str, dict[str, Any]]:
+    """``Quote`` objects of the listed ``contracts`` (one underlying) at the path step in force at ``now``.
+
+    Priced in one batch; the simulated trade noise (volume, last) depends on ``seed`` and the batch.
+    """
+    listed = [c for c in contracts if is_listed(c, s.date)]
+    if not listed:
+        return {}
+    t = step_time(listed[0].underlying, s, now)
+    rows = pd.DataFrame({
+        "symbol": [str(c.symbol) for c in listed], "root": [c.symbol.root for c in listed],
+        "expiration": [pd.Timestamp(c.symbol.expiration) for c in listed],
+        "option_type": [c.symbol.right for c in listed], "strike": [c.symbol.strike for c in listed],
+        "settlement": [c.settlement for c in listed], "snapshot_ts": t})
+    return {r.symbol: _option_quote_object(r, t) for r in price_contracts(listed[0].underlying, s, rows, seed).itertuples()}
+
+
+def _option_quote_object(r: Any, t: pd.Timestamp) -> dict[str, Any]:
     last = float(r.last) if np.isfinite(r.last) else float(r.mid)
+    sym = r.symbol
     return {
         "Symbol": str(sym), "Open": num(last), "High": num(last), "Low": num(last), "PreviousClose": num(last),
         "Last": num(last), "Ask": num(r.ask), "AskSize": "10", "Bid": num(r.bid), "BidSize": "10",

@@ -33,6 +33,8 @@ from zerogex_pipeline.underlyings import known_underlyings
 log = logging.getLogger(__name__)
 
 STREAM_CONTENT_TYPE = "application/vnd.tradestation.streams.v2+json"
+MAX_STRIKE_PROXIMITY = 200
+"""Strikes per side an option-chain stream shows at most (ZeroGEX issue 11: SPX windows were cut at 200)."""
 DEFAULT_QUOTAS = {  # category -> (limit, period seconds) per access-token user [DOC-RATE current table]
     "quotes": (500, 300.0), "options-expirations": (90, 60.0), "options-strikes": (90, 60.0),
     "options-spreadtypes": (90, 60.0), "options-riskreward": (90, 60.0), "stream-connect": (500, 300.0),
@@ -101,12 +103,15 @@ class Emulator:
         heartbeat_s: idle seconds before a heartbeat (5 in the reference).
         tick_s: seconds between stream updates.
         quotas: per-category fixed-window quotas (``None`` = documented defaults; ``{}`` = none).
+        max_option_streams: option chain/quote streams open at once per server (10 in the reference).
+        max_strike_proximity: an option-chain stream shows at most this many strikes on each side of its
+            center, whatever ``strikeProximity`` asks (silently, as the SPX window defect saw).
     """
 
     def __init__(self, port: int = 0, host: str = "127.0.0.1", clock: Callable[[], pd.Timestamp] | None = None,
                  speed: float = 1.0, heartbeat_s: float = 5.0, tick_s: float = 1.0,
                  quotas: dict[str, tuple[int, float]] | None = None, faults: Faults | None = None,
-                 max_option_streams: int = 10) -> None:
+                 max_option_streams: int = 10, max_strike_proximity: int = MAX_STRIKE_PROXIMITY) -> None:
         self.faults = faults or Faults()
         self.stats = EmulatorStats()
         self.heartbeat_s = heartbeat_s
@@ -114,6 +119,7 @@ class Emulator:
         self.speed = speed
         self.quotas = dict(DEFAULT_QUOTAS if quotas is None else quotas)
         self.max_option_streams = max_option_streams
+        self.max_strike_proximity = max_strike_proximity
         self._base_clock = clock or market_calendar.utc_now
         self._start_wall = time.monotonic()
         self._start_market = self._base_clock()
@@ -600,14 +606,22 @@ class _Handler(BaseHTTPRequestHandler):
     def _quote_updates(self, symbols: list[str]) -> Iterator[list[dict[str, Any]]]:
         em = self.emulator
         last: dict[str, dict[str, Any]] = {}
+        contracts = {sym: mk.contract_of(sym) for sym in symbols if mk.underlying_of(sym) is None}
+        seed = ("quote-stream", ",".join(sorted(contracts)))
         while True:
             now = em.now()
             s = mk.market_day(now)
+            by_underlying: dict[str, list[mk.Contract]] = {}
+            for c in contracts.values():
+                if c is not None:
+                    by_underlying.setdefault(c.underlying.name, []).append(c)
+            options: dict[str, dict[str, Any]] = {}
+            for group in by_underlying.values():
+                options.update(mk.option_quotes(group, s, now, (*seed, s.date.isoformat())))
             batch = []
             for sym in symbols:
                 u = mk.underlying_of(sym)
-                c = None if u else mk.contract_of(sym)
-                obj = mk.underlying_quote(u, s, now) if u else (mk.option_quote(c, s, now) if c else None)
+                obj = mk.underlying_quote(u, s, now) if u else options.get(sym)
                 if obj is None:
                     if sym not in last:
                         batch.append({"Symbol": sym, "Error": "FAILED, EX_INVALID_SYMBOL"})
@@ -659,10 +673,17 @@ class _Handler(BaseHTTPRequestHandler):
                        center: float | None, greeks: bool) -> Iterator[list[dict[str, Any]]]:
         em = self.emulator
         last: dict[str, dict[str, Any]] = {}
+        priced_at: pd.Timestamp | None = None
         while True:
             now = em.now()
             s = mk.market_day(now)
-            rows = mk.chain_rows(u, s, now, exp, prox, option_type, strike_range, center)
+            step = mk.step_time(u, s, now)
+            if step == priced_at:  # the simulated market moves once per path step
+                yield []
+                continue
+            priced_at = step
+            rows = mk.chain_rows(u, s, now, exp, prox, option_type, strike_range, center,
+                                 max_proximity=em.max_strike_proximity)
             batch = []
             for r in rows.itertuples():
                 obj = mk.spread_object(r, greeks, u)

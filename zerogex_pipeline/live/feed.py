@@ -1,0 +1,143 @@
+"""What the engine needs from a live feed, and the health of each of its streams.
+
+A stream is **live** at an instant when its current connection has delivered its whole initial snapshot
+and it sent something (data or a heartbeat; TradeStation sends one after 5 s idle) within
+:data:`LIVENESS_S` wall-clock seconds. A snapshot instant captures an expiration only when every stream
+covering it is live then: an outage (reconnect after GoAway, silent death, starvation, DualLogon, a 5xx on
+connect, an expired token) loses exactly the instants that fall inside it, and nothing stale is stored as
+if it were current.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from zerogex_pipeline.live.book import UnderlyingState
+from zerogex_pipeline.live.plan import ExpirationPlan, Series
+from zerogex_pipeline.underlyings import Underlying
+
+LIVENESS_S = 7.0
+"""A live stream has sent something within this many wall seconds (heartbeats come every 5 s)."""
+
+
+@dataclass
+class StreamStatus:
+    """Health of one stream (times are ``time.monotonic()`` seconds)."""
+
+    id: int
+    kind: str
+    """``spot`` (underlying quotes), ``bars``, ``chain`` (option chain) or ``quotes`` (tail option quotes)."""
+    label: str
+    connected: bool = False
+    complete: bool = False
+    last_message: float = float("-inf")
+    connections: int = 0
+    failures: int = 0
+    last_error: str = ""
+    closed: bool = False
+    down_since: float | None = None
+    outages: list[tuple[float, float]] = field(default_factory=list)
+
+    def is_live(self, now: float) -> bool:
+        """Connected, initial snapshot complete, and heard from within :data:`LIVENESS_S`."""
+        return self.connected and self.complete and now - self.last_message <= LIVENESS_S
+
+
+class StreamRegistry:
+    """Every stream a feed opened, by id (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._streams: dict[int, StreamStatus] = {}
+        self._next = 0
+
+    def register(self, kind: str, label: str) -> StreamStatus:
+        """A new stream's status (not yet connected)."""
+        with self._lock:
+            status = StreamStatus(self._next, kind, label, down_since=time.monotonic())
+            self._streams[self._next] = status
+            self._next += 1
+            return status
+
+    def get(self, stream_id: int) -> StreamStatus:
+        with self._lock:
+            return self._streams[stream_id]
+
+    def all(self) -> list[StreamStatus]:
+        """Every stream, open or closed, in id order."""
+        with self._lock:
+            return [self._streams[k] for k in sorted(self._streams)]
+
+    def not_live(self, ids: Iterable[int], now: float | None = None) -> list[StreamStatus]:
+        """The streams among ``ids`` that are not live now."""
+        t = time.monotonic() if now is None else now
+        with self._lock:
+            return [self._streams[i] for i in ids if not self._streams[i].is_live(t)]
+
+    def open_count(self, kind: str) -> int:
+        """Streams of ``kind`` not closed."""
+        with self._lock:
+            return sum(1 for s in self._streams.values() if s.kind == kind and not s.closed)
+
+
+@dataclass
+class OpenedExpiration:
+    """The streams a feed opened for one expiration plan."""
+
+    plan: ExpirationPlan
+    stream_ids: list[int]
+
+
+class Feed(Protocol):
+    """A live market-data feed: TradeStation streams, or the simulated market at the engine's clock."""
+
+    name: str
+    """``tradestation`` or ``simulated`` (the ``source``/``feed`` columns)."""
+    registry: StreamRegistry
+
+    def listed_expirations(self, u: Underlying, day: dt.date) -> list[dt.date]:
+        """Expirations listed on ``day`` that settle on or after it, ascending."""
+        ...
+
+    def listed_strikes(self, u: Underlying, expiration: dt.date, day: dt.date) -> np.ndarray:
+        """Listed strikes (USD) of ``expiration`` on ``day``."""
+        ...
+
+    def series(self, u: Underlying, expiration: dt.date, day: dt.date) -> tuple[Series, ...]:
+        """The option series (root, settlement) of ``expiration`` trading on ``day``."""
+        ...
+
+    def start(self, states: dict[str, UnderlyingState], underlyings: list[Underlying], day: dt.date) -> list[int]:
+        """Open the spot and bar streams of ``underlyings``; returns their stream ids."""
+        ...
+
+    def open_expiration(self, plan: ExpirationPlan, state: UnderlyingState) -> OpenedExpiration:
+        """Open the streams of one expiration plan (a chain stream and its tail quote streams)."""
+        ...
+
+    def close_streams(self, ids: Iterable[int]) -> None:
+        """Close these streams (their slots are freed)."""
+        ...
+
+    def refresh(self, now_ns: int) -> None:
+        """Bring the states up to ``now_ns`` (the simulated feed prices the market then; streams: nothing)."""
+        ...
+
+    def stream_kind_codes(self, ids: np.ndarray) -> np.ndarray:
+        """Per stream id, 0 for an option-chain stream and 1 for a quote stream (``STREAM_KINDS``)."""
+        ...
+
+    def requests(self) -> dict[str, int]:
+        """TradeStation requests made so far, per category (empty for the simulated feed)."""
+        ...
+
+    def stop(self) -> None:
+        """Close every stream."""
+        ...

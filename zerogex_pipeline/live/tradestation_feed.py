@@ -1,0 +1,327 @@
+"""The live feed on TradeStation Web API v3 streams (or the local emulator, which runs the same code).
+
+Streams (each in its own thread, each reconnecting on its own; requests per session are counted by the
+client's stats and the emulator's):
+
+- one quote stream of every tracked underlying's symbol (``SPY,QQQ,$SPX.X``): spot = ``Last``, its time
+  ``TradeTime``;
+- one bar stream per underlying (``barsback`` reaches the session's open, so a restart re-reads the day's
+  bars): closed bars are captured;
+- one option-chain stream per tracked expiration with greeks (``strikeProximity`` <= the cap, an explicit
+  ``priceCenter``), holding one of the machine's option-stream slots for the whole session;
+- quote streams (<= 100 symbols each) for strikes beyond the chain stream's cap (SPX).
+
+REST only at start-up and on a new day: the expirations of each underlying and the strikes of each
+tracked expiration (options categories, 90 per minute). No bar-chart request.
+
+A fatal stream error (DualLogon, reconnects exhausted) does not end the session: the stream is marked down,
+retried after a growing pause (5 s to 60 s), and the outage is recorded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from zerogex_pipeline import market_calendar
+from zerogex_pipeline.live.book import UnderlyingState
+from zerogex_pipeline.live.clock import EngineClock
+from zerogex_pipeline.live.feed import OpenedExpiration, StreamRegistry, StreamStatus
+from zerogex_pipeline.live.plan import MAX_STRIKE_PROXIMITY, ExpirationPlan, Series
+from zerogex_pipeline.sources.tradestation_market import option_series
+from zerogex_pipeline.tradestation.client import TradeStationClient
+from zerogex_pipeline.tradestation.errors import TradeStationError
+from zerogex_pipeline.tradestation.stream_slots import StreamSlot
+from zerogex_pipeline.tradestation.streams import (
+    Stream,
+    bar_stream,
+    is_heartbeat,
+    option_chain_stream,
+    option_stream_slots,
+    quote_stream,
+)
+from zerogex_pipeline.tradestation.symbols import parse_option_symbol
+from zerogex_pipeline.tradestation.values import to_float, to_timestamp
+from zerogex_pipeline.underlyings import Underlying
+
+log = logging.getLogger(__name__)
+
+SPREAD_FIELDS = {"Bid": "bid", "Ask": "ask", "Last": "last", "Mid": "mid", "Volume": "volume",
+                 "DailyOpenInterest": "open_interest", "ImpliedVolatility": "iv", "Delta": "delta",
+                 "Gamma": "gamma", "Vega": "vega", "Theta": "theta"}
+"""``Spread`` (chain stream) field -> book field."""
+QUOTE_FIELDS = {"Bid": "bid", "Ask": "ask", "Last": "last", "Volume": "volume", "DailyOpenInterest": "open_interest"}
+"""``Quote`` (quote stream) field -> book field; a quote stream has no IV or greeks."""
+RETRY_PAUSES_S = (5.0, 10.0, 20.0, 40.0, 60.0)
+
+
+class _Completion:
+    """Whether a connection has delivered its initial snapshot (see :class:`TradeStationFeed`)."""
+
+    def __init__(self, expected: set[str] | None) -> None:
+        self.expected = expected
+        self.seen: set[str] = set()
+        self.done = False
+
+    def data(self, key: str) -> None:
+        if key in self.seen or (self.expected is not None and self.expected <= self.seen | {key}):
+            self.done = True
+        self.seen.add(key)
+
+    def heartbeat(self) -> None:
+        if self.seen:
+            self.done = True
+
+
+class TradeStationFeed:
+    """Live feed over TradeStation streams (see the module docstring).
+
+    Args:
+        client: the REST/stream client (its config sets timeouts; ``stream_idle_timeout_s`` should be a
+            little above the heartbeat interval so a silent connection is replaced quickly).
+        clock: the engine clock (receipt instants are stamped with it).
+        bar_minutes: bar interval of the captured bars.
+    """
+
+    name = "tradestation"
+    max_proximity = MAX_STRIKE_PROXIMITY
+
+    def __init__(self, client: TradeStationClient, clock: EngineClock, bar_minutes: int = 1) -> None:
+        self.client = client
+        self.clock = clock
+        self.bar_minutes = bar_minutes
+        self.registry = StreamRegistry()
+        self._streams: dict[int, Stream] = {}
+        self._threads: dict[int, threading.Thread] = {}
+        self._slots: dict[int, StreamSlot] = {}
+        self._kinds: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._expirations: dict[str, list[dt.date]] = {}
+
+    # ------------------------------------------------------------------ listings (REST, once a day)
+    def listed_expirations(self, u: Underlying, day: dt.date) -> list[dt.date]:
+        key = f"{u.key}|{day}"
+        if key not in self._expirations:
+            self._expirations[key] = [e.date for e in self.client.option_expirations(u.ts_symbol)]
+        return [e for e in self._expirations[key] if e >= day]
+
+    def listed_strikes(self, u: Underlying, expiration: dt.date, day: dt.date) -> np.ndarray:
+        rows = self.client.option_strikes(u.ts_symbol, expiration)
+        return np.array(sorted({row[0] for row in rows if row and row[0] == row[0]}), dtype=np.float64)
+
+    def series(self, u: Underlying, expiration: dt.date, day: dt.date) -> tuple[Series, ...]:
+        return tuple(Series(root, settlement) for root, settlement in option_series(u, expiration, day))
+
+    # ------------------------------------------------------------------ streams
+    def start(self, states: dict[str, UnderlyingState], underlyings: list[Underlying], day: dt.date) -> list[int]:
+        session = market_calendar.session(day)
+        by_symbol = {u.ts_symbol.upper(): u for u in underlyings}
+        spot = self.registry.register("spot", "quotes " + ",".join(u.ts_symbol for u in underlyings))
+        symbols = [u.ts_symbol for u in underlyings]
+
+        def on_quote(msg: dict[str, Any], completion: _Completion) -> None:
+            u = by_symbol.get(str(msg.get("Symbol", "")).upper())
+            if u is None:
+                return
+            completion.data(u.ts_symbol.upper())
+            price = to_float(msg.get("Last"))
+            if price == price:
+                traded = to_timestamp(msg.get("TradeTime"))
+                now = self.clock.now().value
+                states[u.key].set_spot(price, traded.value if traded is not None else now, now)
+
+        self._launch(spot, lambda: quote_stream(self.client, symbols), on_quote,
+                     expected={s.upper() for s in symbols})
+        ids = [spot.id]
+        minutes = max(1, int((self.clock.now() - session.open).total_seconds() // 60) + 2)
+        for u in underlyings:
+            status = self.registry.register("bars", f"{u.name} {self.bar_minutes}-minute bars")
+            state = states[u.key]
+
+            def on_bar(msg: dict[str, Any], completion: _Completion, state: UnderlyingState = state) -> None:
+                end = to_timestamp(msg.get("TimeStamp"))
+                if msg.get("IsEndOfHistory"):
+                    completion.done = True
+                if end is None or str(msg.get("BarStatus", "Closed")) != "Closed":
+                    return
+                if session.open < end <= session.close:
+                    state.add_bar({"ts": end, "open": to_float(msg.get("Open")), "high": to_float(msg.get("High")),
+                                   "low": to_float(msg.get("Low")), "close": to_float(msg.get("Close")),
+                                   "volume": int(to_float(msg.get("TotalVolume")) or 0)})
+
+            barsback = min(57_600, max(1, minutes // self.bar_minutes + 1))
+            self._launch(status, self._bar_stream_factory(u, barsback), on_bar, expected=None)
+            ids.append(status.id)
+        return ids
+
+    def open_expiration(self, plan: ExpirationPlan, state: UnderlyingState) -> OpenedExpiration:
+        u = plan.underlying
+        ids: list[int] = []
+        if plan.slot:
+            slot = option_stream_slots(self.client).try_acquire()
+            if slot is None:
+                raise TradeStationError(f"{plan.label}: no option-stream slot free (10 per API key across the "
+                                        "machine; another process holds them)")
+            status = self.registry.register(
+                "chain", f"{plan.label} chain ±{plan.chain_proximity} @ {plan.center:g}")
+            self._slots[status.id] = slot
+            self._kinds[status.id] = 0
+            expected = plan.chain_symbols()
+
+            def on_spread(msg: dict[str, Any], completion: _Completion, sid: int = status.id) -> None:
+                legs = msg.get("Legs") or []
+                if len(legs) != 1:
+                    return
+                symbol = str(legs[0].get("Symbol", ""))
+                completion.data(symbol)
+                self._update(state, u, symbol, msg, SPREAD_FIELDS, sid)
+
+            self._launch(status, lambda: option_chain_stream(
+                self.client, u.ts_symbol, plan.expiration.strftime("%m-%d-%Y"), plan.chain_proximity,
+                price_center=plan.center, slot=self._slots[status.id]), on_spread, expected=expected)
+            ids.append(status.id)
+            for batch in plan.tail_batches():
+                tail = self.registry.register("quotes", f"{plan.label} tail quotes ({len(batch)} symbols)")
+                self._kinds[tail.id] = 1
+
+                def on_tail(msg: dict[str, Any], completion: _Completion, sid: int = tail.id) -> None:
+                    symbol = str(msg.get("Symbol", ""))
+                    if not symbol:
+                        return
+                    completion.data(symbol)
+                    if "Error" not in msg:
+                        self._update(state, u, symbol, msg, QUOTE_FIELDS, sid)
+
+                self._launch(tail, self._quote_stream_factory(batch), on_tail, expected=set(batch))
+                ids.append(tail.id)
+        return OpenedExpiration(plan, ids)
+
+    def _bar_stream_factory(self, u: Underlying, barsback: int) -> Callable[[], Stream]:
+        return lambda: bar_stream(self.client, u.ts_symbol, "Minute", self.bar_minutes, barsback)
+
+    def _quote_stream_factory(self, symbols: list[str]) -> Callable[[], Stream]:
+        return lambda: quote_stream(self.client, symbols)
+
+    def _update(self, state: UnderlyingState, u: Underlying, symbol: str, msg: dict[str, Any],
+                fields: dict[str, str], stream_id: int) -> None:
+        try:
+            parsed = parse_option_symbol(symbol)
+        except ValueError:
+            return
+        values = {name: to_float(msg[wire]) for wire, name in fields.items() if wire in msg}
+        settlement = "AM" if u.listing_style == "index_am_pm" and parsed.root == u.name else "PM"
+        state.book.update(symbol, parsed.expiration, settlement, parsed.right, parsed.strike, stream_id, values,
+                          self.clock.now().value)
+
+    def _launch(self, status: StreamStatus, make: Callable[[], Stream],
+                handle: Callable[[dict[str, Any], _Completion], None], expected: set[str] | None) -> None:
+        thread = threading.Thread(target=self._pump, args=(status, make, handle, expected), daemon=True,
+                                  name=f"zerogex-stream-{status.id}")
+        self._threads[status.id] = thread
+        thread.start()
+
+    def _pump(self, status: StreamStatus, make: Callable[[], Stream],
+              handle: Callable[[dict[str, Any], _Completion], None], expected: set[str] | None) -> None:
+        attempt = 0
+        while not self._stop.is_set() and not status.closed:
+            def dropped(reason: str) -> None:
+                status.last_message = time.monotonic() if reason == "GoAway" else status.last_message
+                self._down(status, reason)
+
+            stream = make()
+            stream.yield_heartbeats = True
+            stream.on_disconnect = dropped
+            with self._lock:
+                self._streams[status.id] = stream
+            if status.closed or self._stop.is_set():
+                stream.close()
+                return
+            connection = 0
+            completion = _Completion(expected)
+            try:
+                for msg in stream:
+                    now = time.monotonic()
+                    if stream.connections != connection:
+                        connection = stream.connections
+                        completion = _Completion(expected)
+                        status.connected, status.complete = True, False
+                        status.connections += 1
+                        attempt = 0
+                    if is_heartbeat(msg):
+                        completion.heartbeat()
+                    elif msg.get("StreamStatus") == "EndSnapshot":
+                        completion.done = True
+                    else:
+                        handle(msg, completion)
+                    status.last_message = now
+                    if completion.done and not status.complete:
+                        status.complete = True
+                        self._up(status)
+            except TradeStationError as exc:
+                status.failures += 1
+                status.last_error = str(exc)
+                log.warning("stream %s: %s", status.label, exc)
+            except Exception as exc:  # a bug in a handler must not end the session's capture silently
+                status.failures += 1
+                status.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("stream %s failed", status.label)
+            self._down(status, status.last_error or "ended")
+            if status.closed or self._stop.is_set():
+                return
+            pause = RETRY_PAUSES_S[min(attempt, len(RETRY_PAUSES_S) - 1)]
+            attempt += 1
+            log.warning("stream %s is down; reopening in %.0f s", status.label, pause)
+            self._stop.wait(pause)
+
+    def _down(self, status: StreamStatus, reason: str) -> None:
+        if status.connected:
+            log.info("stream %s: connection ended (%s)", status.label, reason)
+        status.connected = False
+        status.complete = False
+        if status.down_since is None:
+            status.down_since = time.monotonic()
+
+    def _up(self, status: StreamStatus) -> None:
+        if status.down_since is not None and status.connections > 1:
+            status.outages.append((status.down_since, time.monotonic()))
+            log.info("stream %s is back after %.1f s", status.label, time.monotonic() - status.down_since)
+        status.down_since = None
+
+    def close_streams(self, ids: Iterable[int]) -> None:
+        for i in list(ids):
+            status = self.registry.get(i)
+            status.closed = True
+            status.connected = False
+            with self._lock:
+                stream = self._streams.pop(i, None)
+            if stream is not None:
+                stream.close()
+            slot = self._slots.pop(i, None)
+            if slot is not None:
+                # the server counts the stream until it has seen the close: free the slot a moment later
+                timer = threading.Timer(self.client.config.option_slot_grace_s, slot.release)
+                timer.daemon = True
+                timer.start()
+
+    def refresh(self, now_ns: int) -> None:
+        return None
+
+    def stream_kind_codes(self, ids: np.ndarray) -> np.ndarray:
+        return np.array([self._kinds.get(int(i), 0) for i in ids], dtype=np.int64)
+
+    def requests(self) -> dict[str, int]:
+        return dict(self.client.stats.requests)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.close_streams([s.id for s in self.registry.all() if not s.closed])
+        for thread in list(self._threads.values()):
+            thread.join(timeout=5)
+
