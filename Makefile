@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 
-.PHONY: run test lint ui bench clean clean-data install
+.PHONY: run test lint ui live bench clean clean-data install
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+# The streaming engine on the simulated market: the latest session replayed at 10x from a minute before its open
+# (levels every 5 s, a snapshot every 30 s); no server, no network. Ctrl-C stops it.
+live: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/zerogex stream --at recent --speed 10
 
 lint: $(STAMP)
 	$(BIN)/ruff check zerogex_pipeline zerogex_pipeline_tests benchmarks

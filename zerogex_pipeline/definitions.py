@@ -17,6 +17,12 @@ from zerogex_pipeline.defs.automation.schedules import (
     build_register_expirations_job,
 )
 from zerogex_pipeline.defs.backtest.assets import build_regime_backtest
+from zerogex_pipeline.defs.capture import (
+    build_capture_check,
+    build_capture_specs,
+    build_capture_watch_sensor,
+    capture_keys,
+)
 from zerogex_pipeline.defs.checks.asset_checks import build_asset_checks
 from zerogex_pipeline.defs.gex.assets import build_gex_levels, build_gex_surface
 from zerogex_pipeline.defs.market_data.assets import build_underlying_bars
@@ -29,8 +35,9 @@ from zerogex_pipeline.underlyings import Underlying
 def build_underlying_assets(underlying: Underlying, settings: Settings) -> list[dg.AssetsDefinition]:
     """The four core assets of one underlying, in lineage order: bars, snapshots, surface, levels."""
     kind = storage_kind(settings)
-    bars = build_underlying_bars(underlying, settings, kind)
-    chain = build_option_chain_snapshots(underlying, settings, kind, bars)
+    captured_quotes, captured_bars, _ = capture_keys(underlying)
+    bars = build_underlying_bars(underlying, settings, kind, captured_bars)
+    chain = build_option_chain_snapshots(underlying, settings, kind, bars, captured_quotes)
     surface = build_gex_surface(underlying, settings, kind, chain)
     levels = build_gex_levels(underlying, settings, kind, surface)
     return [bars, chain, surface, levels]
@@ -40,7 +47,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
     """All definitions for ``settings``: per underlying the core assets and their checks, the alerts and
     backtest assets, the refresh and alert sensors, the schedules and the jobs they launch."""
     kind = storage_kind(settings)
-    assets: list[dg.AssetsDefinition] = []
+    assets: list[dg.AssetsDefinition | dg.AssetSpec] = []
     checks: list[dg.AssetChecksDefinition] = []
     jobs: list[dg.JobDefinition | UnresolvedAssetJobDefinition] = []
     schedules: list[dg.ScheduleDefinition] = []
@@ -50,8 +57,8 @@ def build_defs(settings: Settings) -> dg.Definitions:
         bars, chain, surface, levels = core
         alerts = build_alert_assets(u, settings, kind, levels)
         backtest = build_regime_backtest(u, settings, kind, bars, levels)
-        assets += [*core, *alerts, backtest]
-        checks += build_asset_checks(u, settings, bars, chain, surface, levels)
+        assets += [*build_capture_specs(u, settings, kind), *core, *alerts, backtest]
+        checks += [build_capture_check(u, settings), *build_asset_checks(u, settings, bars, chain, surface, levels)]
         backfill_job = build_backfill_job(u, settings, core)
         register_job = build_register_expirations_job(u, settings)
         backtest_job = build_backtest_job(u, backtest)
@@ -61,7 +68,8 @@ def build_defs(settings: Settings) -> dg.Definitions:
             build_end_of_day_schedule(u, backfill_job),
             build_evening_backtest_schedule(u, backtest_job),
         ]
-        sensors += [build_intraday_refresh_sensor(u, settings, core), build_levels_alert_sensor(u, levels, alerts[0])]
+        sensors += [build_intraday_refresh_sensor(u, settings, core), build_levels_alert_sensor(u, levels, alerts[0]),
+                    build_capture_watch_sensor(u, settings)]
     return dg.Definitions(
         assets=assets, asset_checks=checks, jobs=jobs, schedules=schedules, sensors=sensors,
         resources=build_resources(settings),

@@ -38,21 +38,29 @@ def test_definitions_load_and_validate(settings: Settings) -> None:
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == {"spy/underlying_bars", "spy/option_chain_snapshots", "spy/gex_surface", "spy/gex_levels",
-                    "spy/gex_alerts", "spy/gex_regime_backtest"}
+                    "spy/gex_alerts", "spy/gex_regime_backtest", "spy/captured_quotes", "spy/captured_bars",
+                    "spy/live_levels"}
     checked = {k.asset_key.to_user_string() for k in graph.asset_check_keys}
-    assert checked == {"spy/underlying_bars", "spy/option_chain_snapshots", "spy/gex_surface", "spy/gex_levels"}
-    assert {s.name for s in defs.sensors} == {"spy_intraday_refresh", "spy_levels_alerts"}
+    assert checked == {"spy/underlying_bars", "spy/option_chain_snapshots", "spy/gex_surface", "spy/gex_levels",
+                       "spy/captured_quotes"}
+    assert {s.name for s in defs.sensors} == {"spy_intraday_refresh", "spy_levels_alerts", "spy_capture_watch"}
     assert {s.name for s in defs.schedules} == {"spy_pre_open_expirations", "spy_end_of_day", "spy_evening_backtest"}
     levels = dg.AssetKey(["spy", "gex_levels"])
     assert graph.get(levels).parent_keys == {dg.AssetKey(["spy", "gex_surface"])}
     assert graph.get(dg.AssetKey(["spy", "gex_surface"])).parent_keys == {dg.AssetKey(["spy", "option_chain_snapshots"])}
-    assert graph.get(dg.AssetKey(["spy", "option_chain_snapshots"])).parent_keys == {dg.AssetKey(["spy", "underlying_bars"])}
+    # the lineage the issue asks for: capture -> snapshots -> surface -> levels (bars from the captured bars)
+    assert graph.get(dg.AssetKey(["spy", "option_chain_snapshots"])).parent_keys == {
+        dg.AssetKey(["spy", "underlying_bars"]), dg.AssetKey(["spy", "captured_quotes"])}
+    assert graph.get(dg.AssetKey(["spy", "underlying_bars"])).parent_keys == {dg.AssetKey(["spy", "captured_bars"])}
+    assert graph.get(dg.AssetKey(["spy", "live_levels"])).parent_keys == {dg.AssetKey(["spy", "captured_quotes"])}
+    for key in ("captured_quotes", "captured_bars", "live_levels"):  # external: reported by the engine
+        assert not graph.get(dg.AssetKey(["spy", key])).is_materializable
     for spec in defs.resolve_all_asset_specs():
         assert spec.description is not None
         assert "USD" in spec.description
-        assert spec.kinds >= {"pandas", "duckdb"}
+        assert "duckdb" in spec.kinds
+        assert spec.kinds & {"pandas", "simulated"}
         assert spec.metadata["dagster/column_schema"].columns
-
 
 def test_multi_underlying_definitions(tmp_path) -> None:
     from zerogex_pipeline.settings import load_settings
@@ -60,7 +68,7 @@ def test_multi_underlying_definitions(tmp_path) -> None:
     s = load_settings({"ZEROGEX_UNDERLYINGS": "SPY,SPX,QQQ", "ZEROGEX_DATA_DIR": str(tmp_path)}, env_file=None)
     defs = build_defs(s)
     dg.Definitions.validate_loadable(defs)
-    assert len(list(defs.resolve_all_asset_specs())) == 18
+    assert len(list(defs.resolve_all_asset_specs())) == 27
 
 
 def test_every_asset_materializes_for_a_multi_partition_key(settings: Settings, instance: dg.DagsterInstance) -> None:

@@ -32,7 +32,13 @@ def time_to_expiry_years(
     as_of: pd.Series, settles: pd.Series, floor_minutes: float = DEFAULT_FLOOR_MINUTES
 ) -> npt.NDArray[np.float64]:
     """Years from ``as_of`` to ``settles`` (both tz-aware); 0 once settled, floored before that."""
-    seconds = (settles.to_numpy() - as_of.to_numpy()) / np.timedelta64(1, "s")
-    seconds = np.asarray(seconds, dtype=np.float64)
+    # int64 nanoseconds: subtracting tz-aware object arrays built a Timestamp per row (150 ms for 3k rows)
+    nanos = _utc_nanos(settles) - _utc_nanos(as_of)
+    seconds = nanos / 1e9
     floored = np.maximum(seconds, floor_minutes * 60.0)
     return np.where(seconds > 0.0, floored, 0.0) / SECONDS_PER_YEAR
+
+
+def _utc_nanos(values: pd.Series) -> npt.NDArray[np.int64]:
+    """Nanoseconds since the epoch (UTC) of tz-aware instants."""
+    return np.asarray(pd.DatetimeIndex(values).tz_convert("UTC").as_unit("ns").asi8, dtype=np.int64)

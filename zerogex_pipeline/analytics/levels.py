@@ -23,10 +23,11 @@ def expiration_codes(expiration: pd.Series | np.ndarray, settlement: np.ndarray)
     An SPX AM monthly is its own expiration (``"2025-01-17 AM"``), so max pain and the per-expiration totals
     never pool it with the PM series of the same date.
     """
-    exp_dates = pd.Series(pd.to_datetime(np.asarray(expiration))).dt.strftime("%Y-%m-%d")
-    exp_dates = exp_dates.where(np.asarray(settlement) != "AM", exp_dates + " AM")
-    codes, uniques = pd.factorize(exp_dates, sort=True)
-    return np.asarray(codes, dtype=np.intp), tuple(str(u) for u in uniques)
+    days = np.asarray(pd.to_datetime(np.asarray(expiration)).values.astype("datetime64[D]").astype(np.int64))
+    am = np.asarray(settlement) == "AM"
+    pairs, inverse = np.unique(days * 2 + am, return_inverse=True)  # labels sort like their (date, AM) pairs
+    labels = tuple(str(np.datetime64(int(p // 2), "D")) + (" AM" if p % 2 else "") for p in pairs)
+    return np.asarray(inverse, dtype=np.intp).reshape(-1), labels
 
 
 def chain_from_surface(rows: pd.DataFrame) -> Chain:

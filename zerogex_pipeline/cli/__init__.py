@@ -15,10 +15,12 @@ from zerogex_pipeline.cli import (
     gex_command,
     levels_command,
     run_command,
+    stream_command,
     ts_command,
 )
 
-COMMAND_MODULES = [run_command, backfill_command, levels_command, gex_command, ts_command, emulator_command]
+COMMAND_MODULES = [run_command, backfill_command, levels_command, stream_command, gex_command, ts_command,
+                   emulator_command]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

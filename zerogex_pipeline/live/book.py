@@ -102,6 +102,30 @@ class ContractBook:
             self._stream[i] = stream
             self._quote_ts[i] = at_ns
 
+    def update_many(self, symbols: list[str], expiration: dt.date, settlement: list[str], option_type: list[str],
+                    strike: np.ndarray, stream: int, values: dict[str, np.ndarray], at_ns: int) -> None:
+        """:meth:`update` for many contracts of one expiration at once (every field in ``values`` replaced)."""
+        with self._lock:
+            rows = np.empty(len(symbols), dtype=np.int64)
+            for j, symbol in enumerate(symbols):
+                i = self._index.get(symbol)
+                if i is None:
+                    if self._n == len(self._strike):
+                        self._grow()
+                    i = self._n
+                    self._index[symbol] = i
+                    self._symbol.append(symbol)
+                    self._expiration[i] = np.datetime64(expiration, "D")
+                    self._settlement[i] = settlement[j]
+                    self._is_call[i] = option_type[j] == "C"
+                    self._strike[i] = strike[j]
+                    self._n += 1
+                rows[j] = i
+            for name, column in values.items():
+                self._values[rows, FIELD[name]] = column
+            self._stream[rows] = stream
+            self._quote_ts[rows] = at_ns
+
     def view(self) -> BookView:
         """A copy of the current state (safe to use while feeds keep updating)."""
         with self._lock:

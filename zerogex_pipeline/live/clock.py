@@ -48,6 +48,10 @@ class EngineClock:
             return self._source()
         return self.at + pd.Timedelta(seconds=(time.monotonic() - self._wall0) * self.speed)
 
+    def market_at(self, monotonic: float) -> pd.Timestamp:
+        """The market instant at the ``time.monotonic()`` reading ``monotonic`` (now's offset applied)."""
+        return self.now() + pd.Timedelta(seconds=(monotonic - time.monotonic()) * self.speed)
+
     def wall_seconds(self, market_seconds: float) -> float:
         """Wall-clock seconds that ``market_seconds`` of market time take."""
         return market_seconds / self.speed

@@ -42,18 +42,33 @@ class StreamStatus:
     failures: int = 0
     last_error: str = ""
     closed: bool = False
+    alive_until: dict[int, float] = field(default_factory=dict)
+    """Per connection number, when it was last heard from (data, heartbeat or its GoAway)."""
     down_since: float | None = None
     outages: list[tuple[float, float]] = field(default_factory=list)
 
-    def is_live(self, now: float) -> bool:
-        """Connected, initial snapshot complete, and heard from within :data:`LIVENESS_S`."""
-        return self.connected and self.complete and now - self.last_message <= LIVENESS_S
+    def is_live(self, now: float, liveness_s: float = LIVENESS_S) -> bool:
+        """Connected, initial snapshot complete, and heard from within ``liveness_s``."""
+        return self.connected and self.complete and now - self.last_message <= liveness_s
+
+    def heard(self, now: float) -> None:
+        """Record a message (data or heartbeat) on the current connection."""
+        self.last_message = now
+        self.alive_until[self.connections] = now
+
+    def alive_after(self, connection: int, instant: float) -> bool | None:
+        """Whether ``connection`` was heard from after ``instant``: True, False (it ended before), or
+        ``None`` (still open and silent since: not known yet)."""
+        if self.alive_until.get(connection, float("-inf")) > instant:
+            return True
+        return None if self.connections == connection and self.connected else False
 
 
 class StreamRegistry:
     """Every stream a feed opened, by id (thread-safe)."""
 
-    def __init__(self) -> None:
+    def __init__(self, liveness_s: float = LIVENESS_S) -> None:
+        self.liveness_s = liveness_s
         self._lock = threading.Lock()
         self._streams: dict[int, StreamStatus] = {}
         self._next = 0
@@ -79,7 +94,7 @@ class StreamRegistry:
         """The streams among ``ids`` that are not live now."""
         t = time.monotonic() if now is None else now
         with self._lock:
-            return [self._streams[i] for i in ids if not self._streams[i].is_live(t)]
+            return [self._streams[i] for i in ids if not self._streams[i].is_live(t, self.liveness_s)]
 
     def open_count(self, kind: str) -> int:
         """Streams of ``kind`` not closed."""
@@ -114,8 +129,8 @@ class Feed(Protocol):
         """The option series (root, settlement) of ``expiration`` trading on ``day``."""
         ...
 
-    def start(self, states: dict[str, UnderlyingState], underlyings: list[Underlying], day: dt.date) -> list[int]:
-        """Open the spot and bar streams of ``underlyings``; returns their stream ids."""
+    def start(self, states: dict[str, UnderlyingState], underlyings: list[Underlying], day: dt.date) -> dict[str, int]:
+        """Open the spot and bar streams of ``underlyings``; returns the spot stream id per underlying key."""
         ...
 
     def open_expiration(self, plan: ExpirationPlan, state: UnderlyingState) -> OpenedExpiration:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from zerogex_pipeline import market_calendar
-from zerogex_pipeline.live.book import UnderlyingState
+from zerogex_pipeline.live.book import QUOTE_FIELDS, UnderlyingState
 from zerogex_pipeline.live.feed import OpenedExpiration, StreamRegistry
 from zerogex_pipeline.live.plan import ExpirationPlan, Series
 from zerogex_pipeline.sources.simulated import instant, listing, price_path
@@ -42,8 +42,10 @@ class SimulatedFeed:
         self._underlyings: list[Underlying] = []
         self._spot_ids: dict[str, int] = {}
         self._opened: dict[int, ExpirationPlan] = {}
+        self._session: market_calendar.TradingSession | None = None
         self._bars_sent: dict[str, pd.Timestamp] = {}
         self._priced_at: dict[int, pd.Timestamp] = {}
+        self._bars: dict[tuple[str, dt.date], pd.DataFrame] = {}
 
     def listed_expirations(self, u: Underlying, day: dt.date) -> list[dt.date]:
         return [e for e in listing.listed_expirations(u, day) if e >= day]
@@ -54,16 +56,15 @@ class SimulatedFeed:
     def series(self, u: Underlying, expiration: dt.date, day: dt.date) -> tuple[Series, ...]:
         return tuple(Series(s.root, s.settlement) for s in listing.series_for(u, expiration, day))
 
-    def start(self, states: dict[str, UnderlyingState], underlyings: list[Underlying], day: dt.date) -> list[int]:
+    def start(self, states: dict[str, UnderlyingState], underlyings: list[Underlying], day: dt.date) -> dict[str, int]:
         self._states = states
         self._underlyings = list(underlyings)
-        ids = []
+        self._session = market_calendar.session(day)
         for u in underlyings:
             status = self.registry.register("spot", f"{u.name} simulated spot and bars")
             self._live(status.id)
             self._spot_ids[u.key] = status.id
-            ids.append(status.id)
-        return ids
+        return dict(self._spot_ids)
 
     def _live(self, stream_id: int) -> None:
         import time
@@ -72,11 +73,12 @@ class SimulatedFeed:
         status.connected = status.complete = True
         status.connections = max(status.connections, 1)
         status.down_since = None
-        status.last_message = time.monotonic()
+        status.heard(time.monotonic())
 
     def open_expiration(self, plan: ExpirationPlan, state: UnderlyingState) -> OpenedExpiration:
         status = self.registry.register("chain", f"{plan.label} simulated chain ±{plan.chain_proximity}")
         self._opened[status.id] = plan
+        self._live(status.id)
         return OpenedExpiration(plan, [status.id])
 
     def close_streams(self, ids: Iterable[int]) -> None:
@@ -93,27 +95,39 @@ class SimulatedFeed:
             state = self._states[u.key]
             step = instant.step_time(u, s, now)
             state.set_spot(instant.spot_at(u, s, step), step.value, now_ns)
-            self._send_bars(u, s, now, state)
+            self._send_bars(u, self._session, now, state)
             self._live(self._spot_ids[u.key])
+        by_underlying: dict[str, list[tuple[int, ExpirationPlan]]] = {}
         for stream_id, plan in list(self._opened.items()):
-            u = plan.underlying
+            self._live(stream_id)
+            by_underlying.setdefault(plan.underlying.key, []).append((stream_id, plan))
+        for key, streams in by_underlying.items():
+            u = streams[0][1].underlying
             s = instant.market_day(now)
             step = instant.step_time(u, s, now)
-            self._live(stream_id)
-            if self._priced_at.get(stream_id) == step:
+            stale = [(i, p) for i, p in streams if self._priced_at.get(i) != step]
+            if not stale:
                 continue
-            rows = instant.window_rows(u, s, now, plan.expiration, np.asarray(plan.chain_strikes))
-            book = self._states[u.key].book
-            for r in rows.itertuples():
-                book.update(r.symbol, plan.expiration, r.settlement, r.option_type, r.strike, stream_id, {
-                    "bid": r.bid, "ask": r.ask, "last": r.last, "mid": r.mid, "volume": float(r.volume),
-                    "open_interest": float(r.open_interest), "iv": r.iv, "delta": r.delta, "gamma": r.gamma,
-                    "vega": r.vega, "theta": r.theta}, now_ns)
-            self._priced_at[stream_id] = step
+            rows = instant.windows_rows(u, s, now, [(p.expiration, np.asarray(p.chain_strikes)) for _, p in stale])
+            for stream_id, plan in stale:
+                self._priced_at[stream_id] = step
+                part = rows[rows["expiration"] == pd.Timestamp(plan.expiration)] if len(rows) else rows
+                if part.empty:
+                    continue
+                self._states[key].book.update_many(
+                    part["symbol"].tolist(), plan.expiration, part["settlement"].tolist(),
+                    part["option_type"].tolist(), part["strike"].to_numpy(np.float64), stream_id,
+                    {name: part[name].to_numpy(np.float64) for name in QUOTE_FIELDS}, now_ns)
 
-    def _send_bars(self, u: Underlying, s: market_calendar.TradingSession, now: pd.Timestamp,
+    def _send_bars(self, u: Underlying, s: market_calendar.TradingSession | None, now: pd.Timestamp,
                    state: UnderlyingState) -> None:
-        bars = price_path.session_bars(u, s, self.bar_minutes)
+        """Queue the bars of the engine's session that closed since the last call (none before its open)."""
+        if s is None or now <= s.open:
+            return
+        key = (u.key, s.date)
+        if key not in self._bars:
+            self._bars[key] = price_path.session_bars(u, s, self.bar_minutes)
+        bars = self._bars[key]
         sent = self._bars_sent.get(u.key, s.open)
         fresh = bars[(bars["ts"] > sent) & (bars["ts"] <= now)]
         for r in fresh.itertuples():

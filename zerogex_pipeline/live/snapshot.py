@@ -139,7 +139,7 @@ def levels_row(u: Underlying, session_date: dt.date, snap: SnapshotArrays, rate:
 
     chain, sources = snapshot_chain(snap, rate, dividend_yield)
     record = chain_levels(chain, sources, int(np.unique(snap.expiration).size))
-    expirations = sorted({str(e) for e in snap.expiration.astype("datetime64[D]")})
+    expirations = [str(e) for e in np.unique(snap.expiration.astype("datetime64[D]"))]
     return {
         "underlying": u.name, "session_date": pd.Timestamp(session_date), "snapshot_ts": snap.instant,
         **record, "spot_ts": pd.Timestamp(snap.spot.trade_ns, tz="UTC"), "feed": feed,

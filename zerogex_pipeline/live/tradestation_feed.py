@@ -32,7 +32,7 @@ import numpy as np
 from zerogex_pipeline import market_calendar
 from zerogex_pipeline.live.book import UnderlyingState
 from zerogex_pipeline.live.clock import EngineClock
-from zerogex_pipeline.live.feed import OpenedExpiration, StreamRegistry, StreamStatus
+from zerogex_pipeline.live.feed import LIVENESS_S, OpenedExpiration, StreamRegistry, StreamStatus
 from zerogex_pipeline.live.plan import MAX_STRIKE_PROXIMITY, ExpirationPlan, Series
 from zerogex_pipeline.sources.tradestation_market import option_series
 from zerogex_pipeline.tradestation.client import TradeStationClient
@@ -87,16 +87,20 @@ class TradeStationFeed:
             little above the heartbeat interval so a silent connection is replaced quickly).
         clock: the engine clock (receipt instants are stamped with it).
         bar_minutes: bar interval of the captured bars.
+        liveness_s: a live stream was heard from within this many seconds (a little over the heartbeat).
+        retry_pauses_s: pauses before reopening a stream that failed for good (DualLogon, reconnects exhausted).
     """
 
     name = "tradestation"
     max_proximity = MAX_STRIKE_PROXIMITY
 
-    def __init__(self, client: TradeStationClient, clock: EngineClock, bar_minutes: int = 1) -> None:
+    def __init__(self, client: TradeStationClient, clock: EngineClock, bar_minutes: int = 1,
+                 liveness_s: float = LIVENESS_S, retry_pauses_s: tuple[float, ...] = RETRY_PAUSES_S) -> None:
         self.client = client
         self.clock = clock
         self.bar_minutes = bar_minutes
-        self.registry = StreamRegistry()
+        self.retry_pauses_s = retry_pauses_s
+        self.registry = StreamRegistry(liveness_s)
         self._streams: dict[int, Stream] = {}
         self._threads: dict[int, threading.Thread] = {}
         self._slots: dict[int, StreamSlot] = {}
@@ -120,7 +124,7 @@ class TradeStationFeed:
         return tuple(Series(root, settlement) for root, settlement in option_series(u, expiration, day))
 
     # ------------------------------------------------------------------ streams
-    def start(self, states: dict[str, UnderlyingState], underlyings: list[Underlying], day: dt.date) -> list[int]:
+    def start(self, states: dict[str, UnderlyingState], underlyings: list[Underlying], day: dt.date) -> dict[str, int]:
         session = market_calendar.session(day)
         by_symbol = {u.ts_symbol.upper(): u for u in underlyings}
         spot = self.registry.register("spot", "quotes " + ",".join(u.ts_symbol for u in underlyings))
@@ -139,7 +143,6 @@ class TradeStationFeed:
 
         self._launch(spot, lambda: quote_stream(self.client, symbols), on_quote,
                      expected={s.upper() for s in symbols})
-        ids = [spot.id]
         minutes = max(1, int((self.clock.now() - session.open).total_seconds() // 60) + 2)
         for u in underlyings:
             status = self.registry.register("bars", f"{u.name} {self.bar_minutes}-minute bars")
@@ -158,8 +161,7 @@ class TradeStationFeed:
 
             barsback = min(57_600, max(1, minutes // self.bar_minutes + 1))
             self._launch(status, self._bar_stream_factory(u, barsback), on_bar, expected=None)
-            ids.append(status.id)
-        return ids
+        return {u.key: spot.id for u in underlyings}
 
     def open_expiration(self, plan: ExpirationPlan, state: UnderlyingState) -> OpenedExpiration:
         u = plan.underlying
@@ -232,7 +234,8 @@ class TradeStationFeed:
         attempt = 0
         while not self._stop.is_set() and not status.closed:
             def dropped(reason: str) -> None:
-                status.last_message = time.monotonic() if reason == "GoAway" else status.last_message
+                if reason == "GoAway":  # the connection was alive until the server said goodbye
+                    status.heard(time.monotonic())
                 self._down(status, reason)
 
             stream = make()
@@ -260,7 +263,7 @@ class TradeStationFeed:
                         completion.done = True
                     else:
                         handle(msg, completion)
-                    status.last_message = now
+                    status.heard(now)
                     if completion.done and not status.complete:
                         status.complete = True
                         self._up(status)
@@ -275,7 +278,7 @@ class TradeStationFeed:
             self._down(status, status.last_error or "ended")
             if status.closed or self._stop.is_set():
                 return
-            pause = RETRY_PAUSES_S[min(attempt, len(RETRY_PAUSES_S) - 1)]
+            pause = self.retry_pauses_s[min(attempt, len(self.retry_pauses_s) - 1)]
             attempt += 1
             log.warning("stream %s is down; reopening in %.0f s", status.label, pause)
             self._stop.wait(pause)
@@ -285,8 +288,8 @@ class TradeStationFeed:
             log.info("stream %s: connection ended (%s)", status.label, reason)
         status.connected = False
         status.complete = False
-        if status.down_since is None:
-            status.down_since = time.monotonic()
+        if status.down_since is None:  # the outage began when it was last heard from (a silent death: earlier)
+            status.down_since = min(time.monotonic(), status.last_message)
 
     def _up(self, status: StreamStatus) -> None:
         if status.down_since is not None and status.connections > 1:

@@ -8,10 +8,10 @@ Paths:
   (no quote; the schema's "0 when no bid"), ``last = mid =`` the bar price, vendor ``iv`` and greeks null.
   Downstream (:func:`zerogex_pipeline.analytics.chain.choose_iv`) then finds no sane quote (bid 0) and
   solves the IV from ``last``, i.e. the bar close, and records the IV source as ``last``.
-- **Live** (today's session in progress): the same, and the latest snapshot is replaced by one full chain
-  collected from the option-chain stream (vendor bid/ask, IV and greeks). If no complete chain can be
-  collected the call raises :class:`~zerogex_pipeline.tradestation.errors.StreamError` (a transient error:
-  the asset step retries) rather than silently writing bar prices where live quotes belong.
+- **Live quotes** are not this module's: ``zerogex stream`` captures them from the option-chain streams at
+  each snapshot instant (:mod:`zerogex_pipeline.live`), and the chain asset asks this source only for the
+  instants the capture lacks. Today's session in progress is rebuilt from the bars completed so far, like
+  any past day, never by reading a stream minutes after the instant.
 
 Candidate strikes: the underlying's strike step over ``[min spot·(1-d), max spot·(1+d)]``; contracts
 the server does not know (404) or that have no bars are skipped. Expirations: the expirations endpoint
@@ -36,7 +36,6 @@ from zerogex_pipeline.market_calendar import TradingSession
 from zerogex_pipeline.schemas import OPTION_CHAIN_SNAPSHOTS, UNDERLYING_BARS
 from zerogex_pipeline.tradestation.client import TradeStationClient
 from zerogex_pipeline.tradestation.errors import ApiError
-from zerogex_pipeline.tradestation.streams import chain_snapshot
 from zerogex_pipeline.tradestation.symbols import format_option_symbol
 from zerogex_pipeline.underlyings import Underlying
 
@@ -73,17 +72,14 @@ class TradeStationMarket:
     Args:
         client: the REST/stream client.
         risk_free_rate: annualized continuous r (kept for callers; IVs are solved downstream).
-        chain_timeout_s: seconds allowed to collect one live chain from the stream.
         workers: concurrent bar requests per chain (they share the client's rate budgets).
     """
 
     name = "tradestation"
 
-    def __init__(self, client: TradeStationClient, risk_free_rate: float = 0.04, chain_timeout_s: float = 30.0,
-                 workers: int = 4) -> None:
+    def __init__(self, client: TradeStationClient, risk_free_rate: float = 0.04, workers: int = 4) -> None:
         self.client = client
         self.risk_free_rate = risk_free_rate
-        self.chain_timeout_s = chain_timeout_s
         self.workers = max(1, workers)
 
     def __repr__(self) -> str:
@@ -159,7 +155,6 @@ class TradeStationMarket:
                         expiration, len(contracts))
             return OPTION_CHAIN_SNAPSHOTS.empty_frame()
         rows = pd.concat(parts, ignore_index=True).merge(spots, on="snapshot_ts", how="inner")
-        rows = self._apply_live(underlying, session, expiration, rows, spots, band)
         rows = rows[np.abs(rows["strike"] / rows["spot"] - 1.0) <= band + 1e-12].reset_index(drop=True)
         rows["underlying"] = underlying.name
         rows["session_date"] = pd.Timestamp(session.date)
@@ -172,7 +167,7 @@ class TradeStationMarket:
     @staticmethod
     def _snapshot_minutes(times: pd.DatetimeIndex) -> int:
         """Bar interval (minutes) whose bar ends hit every snapshot time: the gcd of the spacings."""
-        minutes = [int(d) for d in np.diff(times.asi8) // 60_000_000_000 if d > 0]
+        minutes = [int(d) for d in np.diff(times.as_unit("ns").asi8) // 60_000_000_000 if d > 0]
         return max(1, min(1440, reduce(math.gcd, minutes))) if minutes else 1
 
     @staticmethod
@@ -191,21 +186,3 @@ class TradeStationMarket:
             "bid": 0.0, "ask": 0.0, "last": price, "mid": price, "volume": volume.astype(np.int64),
             "open_interest": oi, "iv": np.nan, "delta": np.nan, "gamma": np.nan, "vega": np.nan, "theta": np.nan,
         })
-
-    def _apply_live(self, underlying: Underlying, session: TradingSession, expiration: dt.date,
-                    rows: pd.DataFrame, spots: pd.DataFrame, band: float) -> pd.DataFrame:
-        """Today's session in progress: the latest snapshot from one chain-stream snapshot."""
-        now = market_calendar.utc_now()
-        if not session.open <= now <= session.close:
-            return rows
-        last = spots.iloc[-1]
-        proximity = math.ceil(float(last["spot"]) * band / underlying.strike_step) + 1
-        live = chain_snapshot(self.client, underlying.ts_symbol, expiration.strftime("%m-%d-%Y"),
-                              strike_proximity=min(proximity, 200), timeout_s=self.chain_timeout_s)
-        live = live[live["expiration"] == expiration]
-        if live.empty:
-            return rows
-        mine = rows["snapshot_ts"] == last["snapshot_ts"]
-        keep = rows.loc[mine, ["snapshot_ts", "settlement", "symbol", "spot", "spot_ts"]]
-        merged = keep.merge(live.drop(columns=["expiration"]), on="symbol", how="inner")
-        return pd.concat([rows[~mine], merged[rows.columns]], ignore_index=True)

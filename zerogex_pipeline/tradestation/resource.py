@@ -45,7 +45,6 @@ class TradeStationResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     data_dir: str = Field(default=DEFAULT_DATA_DIR, description="ZEROGEX_DATA_DIR: token cache and budgets "
                           "live in <data_dir>/tradestation.")
     risk_free_rate: float = Field(default=0.04, description="Annualized r used to solve IVs from option prices.")
-    chain_timeout_s: float = Field(default=30.0, description="Seconds to collect one live chain from the stream.")
     stream_idle_timeout_s: float = Field(default=30.0, description="Seconds without any bytes (heartbeats come "
                                          "every 5 s) before a stream is reconnected.")
     stream_starvation_s: float = Field(default=120.0, description="Seconds of heartbeats without data before a "
@@ -83,5 +82,4 @@ class TradeStationResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     def get_market(self) -> TradeStationMarket:
         """The data source over this connection."""
-        return TradeStationMarket(self.get_client(), risk_free_rate=self.risk_free_rate,
-                                  chain_timeout_s=self.chain_timeout_s)
+        return TradeStationMarket(self.get_client(), risk_free_rate=self.risk_free_rate)

@@ -81,6 +81,7 @@ def test_the_sensors_requests_resolve_against_the_definitions(settings, instance
 def test_alerts_sensor_and_backtest_wire_into_definitions_for_every_underlying(tmp_path) -> None:
     from zerogex_pipeline.defs.automation.intraday_refresh import build_intraday_refresh_sensor
     from zerogex_pipeline.defs.backtest import build_regime_backtest
+    from zerogex_pipeline.defs.capture import build_capture_specs
     from zerogex_pipeline.settings import load_settings
 
     settings = load_settings({"ZEROGEX_UNDERLYINGS": "SPY,SPX,QQQ", "ZEROGEX_DATA_DIR": str(tmp_path)}, env_file=None)
@@ -89,7 +90,7 @@ def test_alerts_sensor_and_backtest_wire_into_definitions_for_every_underlying(t
         core = build_underlying_assets(u, settings)
         [alerts] = build_alert_assets(u, settings, "duckdb", core[-1])
         backtest = build_regime_backtest(u, settings, "duckdb", core[0], core[-1])
-        assets += [*core, alerts, backtest]
+        assets += [*build_capture_specs(u, settings, "duckdb"), *core, alerts, backtest]
         sensors += [build_intraday_refresh_sensor(u, settings, core), build_levels_alert_sensor(u, core[-1], alerts)]
     defs = dg.Definitions(assets=assets, sensors=sensors, resources=build_resources(settings))
     dg.Definitions.validate_loadable(defs)

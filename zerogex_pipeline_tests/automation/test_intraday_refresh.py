@@ -1,20 +1,40 @@
-"""The intraday refresh sensor ticked at chosen instants, with its requested runs really executed."""
+"""The capture-driven intraday refresh: the real stream engine (simulated feed, replayed) captures snapshots and
+reports them to a test instance; the sensor, ticked at chosen instants, refreshes chain, surface and levels from
+them, and the stored levels equal the engine's live levels of the same instant to 1e-9."""
 
-import datetime as dt
 import json
 
 import dagster as dg
+import numpy as np
+import pandas as pd
 import pytest
 
 from zerogex_pipeline import market_calendar
 from zerogex_pipeline.definitions import build_defs, build_underlying_assets
 from zerogex_pipeline.defs.automation.intraday_refresh import STEP_TAG, build_intraday_refresh_sensor
-from zerogex_pipeline.defs.resources import MarketDataResource, build_resources
+from zerogex_pipeline.defs.resources import build_resources
+from zerogex_pipeline.live.clock import EngineClock
+from zerogex_pipeline.live.engine import EngineOptions, StreamEngine
+from zerogex_pipeline.live.publish import DagsterReporter
+from zerogex_pipeline.live.simulated_feed import SimulatedFeed
+from zerogex_pipeline.schemas import GEX_LEVELS
 from zerogex_pipeline.settings import Settings
+from zerogex_pipeline.storage.capture_store import CaptureStore
 from zerogex_pipeline.underlyings import resolve_underlying
 from zerogex_pipeline_tests.clock import Clock, at
 
 SPY = resolve_underlying("SPY")
+
+
+def capture(settings: Settings, instance: dg.DagsterInstance, start: str, iterations: int) -> StreamEngine:
+    """Run the stream engine on the simulated market from ``start`` (New York) at 60x for ``iterations``."""
+    clock = EngineClock(at(start), speed=60.0)
+    reporter = DagsterReporter(settings, instance=instance)
+    options = EngineOptions(underlyings=(SPY,), interval_s=0.25, max_iterations=iterations, settle_s=0.05,
+                            rate=settings.risk_free_rate, announce_alerts=False)
+    engine = StreamEngine(SimulatedFeed(), clock, CaptureStore(settings), options, reporter)
+    engine.run()
+    return engine
 
 
 @pytest.fixture
@@ -26,8 +46,7 @@ def rig(settings: Settings, instance: dg.DagsterInstance, monkeypatch: pytest.Mo
     resources = build_resources(settings)
 
     def tick(cursor: str | None):
-        with dg.build_sensor_context(instance=instance, cursor=cursor,
-                                     resources={"market_data": MarketDataResource(source="simulated")}) as ctx:
+        with dg.build_sensor_context(instance=instance, cursor=cursor) as ctx:
             return sensor(ctx)
 
     def execute(request: dg.RunRequest) -> None:
@@ -44,8 +63,8 @@ def rig(settings: Settings, instance: dg.DagsterInstance, monkeypatch: pytest.Mo
         ("2024-06-15 11:00", "not an NYSE trading day"),  # Saturday
         ("2024-07-04 11:00", "not an NYSE trading day"),  # holiday
         ("2024-06-14 09:29", "has not opened yet"),
-        ("2024-06-14 16:01", "has closed"),
-        ("2024-07-03 13:05", "has closed"),  # early close at 13:00
+        ("2024-06-14 16:11", "has closed"),
+        ("2024-07-03 13:11", "has closed"),  # early close at 13:00 (+10 min for the close's snapshot)
     ],
 )
 def test_skips_outside_regular_hours(rig, instant: str, reason: str) -> None:
@@ -56,17 +75,28 @@ def test_skips_outside_regular_hours(rig, instant: str, reason: str) -> None:
     assert reason in result.skip_reason.skip_message
 
 
-def test_a_full_refresh_cycle_runs_each_step_once(rig) -> None:
+def test_nothing_is_refreshed_without_a_capture(rig) -> None:
+    _, tick, _, _ = rig
+    result = tick(None)
+    assert not result.run_requests and "start the stream engine" in result.skip_reason.skip_message
+
+
+def test_a_refresh_cycle_from_a_capture(rig, settings: Settings) -> None:
+    """Engine started at 09:59:30, captures 10:00; the day's earlier instants are gaps, so bars run first."""
     clock, tick, execute, instance = rig
+    engine = capture(settings, instance, "2024-06-14 09:59:30", iterations=4)
+    assert engine.sessions[0].captured["spy"] == {(at("2024-06-14 10:00"), e) for e in
+                                                  (pd.Timestamp(d).date() for d in ("2024-06-14", "2024-06-17",
+                                                                                     "2024-06-18"))}
+    clock.now = at("2024-06-14 10:00:20")
     first = tick(None)
-    assert [r.run_key for r in first.run_requests] == ["spy-2024-06-14T10:00-bars"]
+    assert [r.run_key for r in first.run_requests] == ["spy-2024-06-14T10:00-bars"]  # the capture has gaps
     assert first.run_requests[0].tags["dagster/priority"] == "10"  # ahead of queued backfill runs
     added = first.dynamic_partitions_requests[0]
     assert added.partitions_def_name == "spy_expirations"
     assert list(added.partition_keys) == ["2024-06-14", "2024-06-17", "2024-06-18"]
     instance.add_dynamic_partitions("spy_expirations", list(added.partition_keys))
-    waiting = tick(first.cursor)
-    assert "waiting for the bars refresh" in waiting.skip_reason.skip_message
+    assert "waiting for the bars refresh" in tick(first.cursor).skip_reason.skip_message
     execute(first.run_requests[0])
 
     chain = tick(first.cursor)
@@ -77,101 +107,84 @@ def test_a_full_refresh_cycle_runs_each_step_once(rig) -> None:
     assert "waiting for chain refreshes" in tick(chain.cursor).skip_reason.skip_message
     for request in chain.run_requests[1:]:
         execute(request)
-
     levels = tick(chain.cursor)
     assert [r.run_key for r in levels.run_requests] == ["spy-2024-06-14T10:00-levels"]
     execute(levels.run_requests[0])
     done = tick(levels.cursor)
     assert "finished (success)" in done.skip_reason.skip_message
     assert "already done" in tick(done.cursor).skip_reason.skip_message
-
-    event = instance.get_latest_materialization_event(dg.AssetKey(["spy", "gex_levels"]))
-    assert event.asset_materialization.partition == "2024-06-14"
     runs = instance.get_runs(filters=dg.RunsFilter(tags={STEP_TAG: "spy-2024-06-14T10:00-levels"}))
     assert len(runs) == 1
 
-    clock.now = at("2024-06-14 10:06")
+    # the chain: the captured instant as captured, the earlier ones rebuilt (origin says which)
+    meta = instance.get_latest_materialization_event(dg.AssetKey(["spy", "option_chain_snapshots"]))
+    values = {k: v.value for k, v in meta.asset_materialization.metadata.items()}
+    assert values["snapshots_captured"] == 1 and values["snapshots_historical"] == 6  # 09:30 .. 09:55
+    # the stored levels of 10:00 are the engine's live levels of 10:00, to 1e-9
+    store = CaptureStore(settings)
+    live = store.live_levels(SPY, pd.Timestamp("2024-06-14").date())
+    live = live[live["snapshot_ts"] == at("2024-06-14 10:00")].iloc[0]
+    import duckdb
+
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        stored = GEX_LEVELS.conform(conn.execute("SELECT * FROM spy.gex_levels WHERE snapshot_ts = ?",
+                                                 [at("2024-06-14 10:00").to_pydatetime()]).df()).iloc[0]
+    compared = 0
+    for col in GEX_LEVELS.columns:
+        a, b = live[col.name], stored[col.name]
+        if col.kind == "double":
+            if pd.isna(a) or pd.isna(b):
+                assert pd.isna(a) and pd.isna(b), col.name
+                continue
+            assert np.isclose(a, b, rtol=1e-9, atol=0), (col.name, a, b)
+            compared += 1
+        elif pd.isna(a) or pd.isna(b):
+            assert pd.isna(a) and pd.isna(b), (col.name, a, b)
+        else:
+            assert a == b, (col.name, a, b)
+    assert compared >= 20 and live["zero_gamma"] > 0 and live["call_wall"] > 0
+
+    # a later capture is refreshed without the bars step only when the day has no gap: here it still has
+    engine = capture(settings, instance, "2024-06-14 10:04:30", iterations=4)
+    clock.now = at("2024-06-14 10:05:20")
     nxt = tick(done.cursor)
     assert [r.run_key for r in nxt.run_requests] == ["spy-2024-06-14T10:05-bars"]
     assert not nxt.dynamic_partitions_requests  # expirations already registered
 
 
-def test_skips_while_the_previous_refresh_is_running(rig) -> None:
+def test_a_complete_capture_skips_the_bars_step(rig, settings: Settings) -> None:
     clock, tick, _, instance = rig
+    engine = capture(settings, instance, "2024-06-14 09:29:00", iterations=18)  # 09:30, 09:35, ... captured
+    newest = max(t for t, _ in engine.sessions[0].captured["spy"])
+    assert newest >= at("2024-06-14 09:35") and not engine.sessions[0].missed
+    clock.now = newest + pd.Timedelta(seconds=20)
     first = tick(None)
-    request = first.run_requests[0]
+    label = f"{newest.tz_convert('America/New_York'):%Y-%m-%dT%H:%M}"
+    assert [r.run_key for r in first.run_requests] == [
+        f"spy-{label}-chain-{e}" for e in ("2024-06-14", "2024-06-17", "2024-06-18")]
+    assert json.loads(first.cursor)["stage"] == "chain"
+
+
+def test_skips_while_the_previous_refresh_is_running(rig, settings: Settings) -> None:
+    clock, tick, _, instance = rig
+    engine = capture(settings, instance, "2024-06-14 09:59:30", iterations=4)
+    newest = max(t for t, _ in engine.sessions[0].captured["spy"])
+    clock.now = newest + pd.Timedelta(seconds=20)
+    first = tick(None)
     from dagster._core.test_utils import create_run_for_test
 
-    # the bars run was launched and has not finished
-
-    create_run_for_test(instance, job_name="__ASSET_JOB", tags=request.tags, status=dg.DagsterRunStatus.STARTED)
+    create_run_for_test(instance, job_name="__ASSET_JOB", tags=first.run_requests[0].tags,
+                        status=dg.DagsterRunStatus.STARTED)
     clock.now = at("2024-06-14 10:07")
     result = tick(first.cursor)
     assert not result.run_requests
-    assert "previous refresh 2024-06-14T10:00 is still running" in result.skip_reason.skip_message
-
-
-def test_chains_that_finish_after_their_bucket_still_get_their_levels(rig) -> None:
-    clock, tick, execute, instance = rig
-    first = tick(None)
-    instance.add_dynamic_partitions("spy_expirations", list(first.dynamic_partitions_requests[0].partition_keys))
-    execute(first.run_requests[0])
-    chain = tick(first.cursor)
-    clock.now = at("2024-06-14 10:07")  # the 10:05 bucket began while the chains ran
-    for request in chain.run_requests:
-        execute(request)
-    levels = tick(chain.cursor)
-    assert [r.run_key for r in levels.run_requests] == ["spy-2024-06-14T10:00-levels"]
-    execute(levels.run_requests[0])
-    nxt = tick(levels.cursor)
-    assert [r.run_key for r in nxt.run_requests] == ["spy-2024-06-14T10:05-bars"]
-
-
-def test_stale_spot_skips_the_chain_step(rig, monkeypatch) -> None:
-    clock, tick, execute, _ = rig
-    clock.now = at("2024-06-14 10:00:30")
-    first = tick(None)
-    execute(first.run_requests[0])  # the newest bar ends at 10:00
-    clock.now = at("2024-06-14 10:04:30")  # same bucket; 4.5 minutes without a new bar
-    result = tick(first.cursor)
-    assert not result.run_requests
-    assert "spot is stale" in result.skip_reason.skip_message
-    assert json.loads(result.cursor)["stage"] == "done"
+    label = f"{newest.tz_convert('America/New_York'):%Y-%m-%dT%H:%M}"
+    assert f"waiting for the bars refresh of {label} (running)" in result.skip_reason.skip_message
 
 
 def test_sensor_is_in_the_definitions_and_running_by_default(settings: Settings) -> None:
     defs = build_defs(settings)
-    sensor = defs.resolve_sensor_def("spy_intraday_refresh")
+    sensor = defs.get_sensor_def("spy_intraday_refresh")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-
-
-def test_refresh_bucket_labels_are_new_york_times() -> None:
-    from zerogex_pipeline.defs.automation.intraday_refresh import refresh_bucket
-
-    s = market_calendar.session(dt.date(2024, 11, 29))
-    assert refresh_bucket(s, at("2024-11-29 12:59"), 5) == "2024-11-29T12:55"
-    assert refresh_bucket(s, at("2024-11-29 09:30"), 15) == "2024-11-29T09:30"
-
-
-def test_nothing_new_since_the_last_refresh_skips_the_chain_step(rig, monkeypatch) -> None:
-    clock, tick, execute, instance = rig
-    clock.now = at("2024-06-14 10:03:30")
-    first = tick(None)
-    instance.add_dynamic_partitions("spy_expirations", list(first.dynamic_partitions_requests[0].partition_keys))
-    execute(first.run_requests[0])  # newest bar ends 10:03
-    chain = tick(first.cursor)
-    for request in chain.run_requests:
-        execute(request)
-    levels = tick(chain.cursor)
-    execute(levels.run_requests[0])
-    done = tick(levels.cursor)
-
-    clock.now = at("2024-06-14 10:05:20")  # next bucket
-    second = tick(done.cursor)
-    assert [r.run_key for r in second.run_requests] == ["spy-2024-06-14T10:05-bars"]
-    # the source delivers no bar after 10:03 (the assets see the old instant)
-    monkeypatch.setattr(market_calendar, "utc_now", lambda: at("2024-06-14 10:03:30"))
-    execute(second.run_requests[0])
-    result = tick(second.cursor)
-    assert not result.run_requests
-    assert "nothing new since the last refresh" in result.skip_reason.skip_message
+    assert sensor.minimum_interval_seconds == 5

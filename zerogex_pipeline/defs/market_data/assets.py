@@ -10,25 +10,30 @@ from zerogex_pipeline.defs.partitions import trading_day_partitions
 from zerogex_pipeline.defs.resources import MarketDataResource, source_kind
 from zerogex_pipeline.schemas import UNDERLYING_BARS
 from zerogex_pipeline.settings import Settings
+from zerogex_pipeline.storage.capture_store import CaptureStore
 from zerogex_pipeline.underlyings import Underlying
 
 TRADESTATION_POOL = "tradestation_api"
 
 
-def build_underlying_bars(underlying: Underlying, settings: Settings, storage_kind: str) -> dg.AssetsDefinition:
-    """The bars asset of ``underlying``."""
+def build_underlying_bars(underlying: Underlying, settings: Settings, storage_kind: str,
+                          captured_bars: dg.AssetKey) -> dg.AssetsDefinition:
+    """The bars asset of ``underlying``: the stream capture's bars where it has them, the source's otherwise."""
 
     @dg.asset(
         key=[underlying.key, "underlying_bars"],
         group_name=f"{underlying.key}_market_data",
         partitions_def=trading_day_partitions(),
         backfill_policy=dg.BackfillPolicy.single_run(),
+        deps=[captured_bars],
         pool=TRADESTATION_POOL,
         kinds={"pandas", storage_kind, source_kind(settings)},
         description=(
             f"{underlying.name} regular-session OHLCV bars of {settings.bar_minutes} minute(s) per NYSE "
             "trading day: prices in USD, volume in shares, `ts` = bar end (UTC). Bars end at the 13:00 ET "
-            "close on early-close days; today's partition holds the bars completed so far."
+            "close on early-close days; today's partition holds the bars completed so far. Bars captured from "
+            "the bar stream by `zerogex stream` (captured_bars) are used as they are; the source is asked only "
+            "when the capture lacks some."
         ),
         metadata={
             "partition_expr": "session_date",
@@ -40,19 +45,35 @@ def build_underlying_bars(underlying: Underlying, settings: Settings, storage_ki
         source = market_data.get_source()
         now = market_calendar.utc_now()
         frames = []
-        for key in context.partition_keys:
-            session = market_calendar.session(key)
-            if session.open > now:
-                context.log.info(f"{underlying.name} {key}: session has not opened yet; no bars")
-                continue
-            with retry_transient_source_errors(context):
-                bars = source.underlying_bars(underlying, session, settings.bar_minutes)
-            frames.append(bars[bars["ts"] <= now])
+        captured_days = 0
+        store = CaptureStore(settings)
+        try:
+            for key in context.partition_keys:
+                session = market_calendar.session(key)
+                if session.open > now:
+                    context.log.info(f"{underlying.name} {key}: session has not opened yet; no bars")
+                    continue
+                ends = session.bar_ends(settings.bar_minutes)
+                ends = ends[ends <= now]
+                captured = store.captured_bars(underlying, session.date)
+                captured = captured[captured["ts"].isin(ends)]
+                if len(captured) == len(ends):
+                    captured_days += 1
+                    frames.append(UNDERLYING_BARS.conform(captured))
+                    continue
+                with retry_transient_source_errors(context):
+                    bars = source.underlying_bars(underlying, session, settings.bar_minutes)
+                bars = bars[(bars["ts"] <= now) & ~bars["ts"].isin(captured["ts"])]
+                frames.append(UNDERLYING_BARS.conform(pd.concat([captured, bars], ignore_index=True))
+                              .sort_values("ts", kind="stable"))
+        finally:
+            store.close()
         frame = UNDERLYING_BARS.conform(pd.concat(frames, ignore_index=True)) if frames else UNDERLYING_BARS.empty_frame()
         context.add_output_metadata(
             {
                 "rows": len(frame),
                 "sessions": len(frames),
+                "sessions_from_capture": captured_days,
                 "source": source.name,
                 "last_close_usd": float(frame["close"].iloc[-1]) if len(frame) else None,
                 "last_bar_end": frame["ts"].iloc[-1].isoformat() if len(frame) else None,

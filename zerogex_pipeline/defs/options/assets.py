@@ -14,6 +14,8 @@ from zerogex_pipeline.defs.resources import MarketDataResource, source_kind
 from zerogex_pipeline.schemas import OPTION_CHAIN_SNAPSHOTS
 from zerogex_pipeline.settings import Settings
 from zerogex_pipeline.sources.base import MarketDataSource, spots_from_bars
+from zerogex_pipeline.storage.capture_store import CaptureStore
+from zerogex_pipeline.storage.chain_reader import stored_historical_rows
 from zerogex_pipeline.underlyings import Underlying
 
 
@@ -43,15 +45,18 @@ def unavailable_reason(
 
 
 def build_option_chain_snapshots(
-    underlying: Underlying, settings: Settings, storage_kind: str, bars: dg.AssetsDefinition
+    underlying: Underlying, settings: Settings, storage_kind: str, bars: dg.AssetsDefinition,
+    captured_quotes: dg.AssetKey,
 ) -> dg.AssetsDefinition:
-    """The chain-snapshot asset of ``underlying``."""
+    """The chain-snapshot asset of ``underlying``, built from the stream capture where it exists."""
 
     @dg.asset(
         key=[underlying.key, "option_chain_snapshots"],
         group_name=f"{underlying.key}_options",
         partitions_def=chain_partitions(underlying),
         ins={"underlying_bars": dg.AssetIn(key=bars.key)},
+        deps=[dg.AssetDep(captured_quotes,
+                          partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="date"))],
         pool=TRADESTATION_POOL,
         kinds={"pandas", storage_kind, source_kind(settings)},
         description=(
@@ -59,7 +64,11 @@ def build_option_chain_snapshots(
             f"{settings.snapshot_minutes} minutes of the regular session (open and close included), each "
             f"contract with |strike/spot - 1| <= {settings.strike_distance_pct}%: bid/ask/last/mid in USD per "
             "share, volume and open interest in contracts, vendor IV (annualized) and greeks where the "
-            "source gives them, and the spot (USD) and spot timestamp used. An expiration already past or "
+            "source gives them, and the spot (USD) and spot timestamp used. Snapshots captured live by "
+            "`zerogex stream` (captured_quotes) are taken as they are (origin 'capture'); only the instants the "
+            "capture lacks are rebuilt by the source's historical path (origin 'historical': bar closes on "
+            "TradeStation); today's rebuilt instants are kept for the later refreshes of the day. An expiration "
+            "already past or "
             "not yet listed on the date materializes empty, with the reason in the metadata."
         ),
         metadata={
@@ -72,32 +81,73 @@ def build_option_chain_snapshots(
     def option_chain_snapshots(
         context: dg.AssetExecutionContext, underlying_bars: pd.DataFrame, market_data: MarketDataResource
     ) -> pd.DataFrame:
-        source = market_data.get_source()
         date, expiration = partition_dates(context)
-        with retry_transient_source_errors(context):
-            reason = unavailable_reason(source, underlying, date, expiration, settings.expirations)
-        if reason is None and underlying_bars.empty:
-            reason = f"no underlying bars stored for {date} (materialize {bars.key.to_user_string()} first)"
-        if reason is not None:
-            context.add_output_metadata({"rows": 0, "empty_reason": reason})
-            return OPTION_CHAIN_SNAPSHOTS.empty_frame()
         session = market_calendar.session(date)
         now = market_calendar.utc_now()
         times = session.snapshot_times(settings.snapshot_minutes)
         times = times[times <= now]
-        spots = spots_from_bars(underlying_bars, times)
-        with retry_transient_source_errors(context):
-            chain = source.chain_snapshots(underlying, session, expiration, spots, settings.strike_distance_pct)
+        store = CaptureStore(settings)
+        try:
+            captured = store.captured_quotes(underlying, date, expiration)
+        finally:
+            store.close()
+        have = set(captured["snapshot_ts"])
+        lacking = [t for t in times if t not in have]
+        # today's gaps, once rebuilt, are kept across the refreshes (each rebuild costs a request per contract);
+        # a past day is rebuilt whole, so re-materializing it re-reads the source
+        today = now.tz_convert(market_calendar.NEW_YORK).date() == date
+        reused = (stored_historical_rows(settings, underlying, date, expiration, lacking) if today
+                  else OPTION_CHAIN_SNAPSHOTS.empty_frame())
+        reused_times = set(reused["snapshot_ts"])
+        fetch = [t for t in lacking if t not in reused_times]
+        parts = [captured_rows(captured), reused]
+        reason = None
+        fetched = 0
+        if fetch:
+            source = market_data.get_source()
+            if captured.empty:  # a captured expiration was tracked that day: no listing request needed
+                with retry_transient_source_errors(context):
+                    reason = unavailable_reason(source, underlying, date, expiration, settings.expirations)
+            if reason is None and underlying_bars.empty:
+                reason = f"no underlying bars stored for {date} (materialize {bars.key.to_user_string()} first)"
+            if reason is None:
+                spots = spots_from_bars(underlying_bars, pd.DatetimeIndex(fetch))
+                with retry_transient_source_errors(context):
+                    rebuilt = source.chain_snapshots(underlying, session, expiration, spots,
+                                                     settings.strike_distance_pct)
+                fetched = int(rebuilt["snapshot_ts"].nunique())
+                parts.append(rebuilt)
+        chain = OPTION_CHAIN_SNAPSHOTS.conform(pd.concat([p for p in parts if len(p)], ignore_index=True)) \
+            if any(len(p) for p in parts) else OPTION_CHAIN_SNAPSHOTS.empty_frame()
+        chain = chain.sort_values(["snapshot_ts", "strike", "symbol"], kind="stable").reset_index(drop=True)
+        if chain.empty:
+            if reason is None and not len(times):
+                reason = f"no snapshot instant of {date} has passed yet"
+            # an empty chain without a reason (the source returned nothing) fails the chain check
+            context.add_output_metadata({"rows": 0, **({"empty_reason": reason} if reason else {})})
+            return chain
+        origins = chain.groupby("origin")["snapshot_ts"].nunique()
         context.add_output_metadata(
             {
                 "rows": len(chain),
                 "snapshots": int(chain["snapshot_ts"].nunique()),
+                "snapshots_captured": int(origins.get("capture", 0)),
+                "snapshots_historical": int(origins.get("historical", 0)),
+                "snapshots_fetched_now": fetched,
+                "snapshots_reused": int(reused["snapshot_ts"].nunique()) if len(reused) else 0,
+                "capture_coverage_pct": round(100.0 * len(have & set(times)) / len(times), 2) if len(times) else None,
                 "contracts": int(chain["symbol"].nunique()),
-                "source": source.name,
-                "spot_first_usd": float(spots["spot"].iloc[0]),
-                "spot_last_usd": float(spots["spot"].iloc[-1]),
+                "spot_first_usd": float(chain["spot"].iloc[0]),
+                "spot_last_usd": float(chain["spot"].iloc[-1]),
             }
         )
         return chain
 
     return option_chain_snapshots
+
+
+def captured_rows(captured: pd.DataFrame) -> pd.DataFrame:
+    """Captured quotes as chain rows (``origin`` 'capture'; the capture's own columns dropped)."""
+    rows = captured.drop(columns=["quote_ts", "stream"])
+    rows["origin"] = "capture"
+    return rows

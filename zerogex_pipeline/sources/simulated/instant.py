@@ -78,9 +78,9 @@ def price_contracts(u: Underlying, s: TradingSession, rows: pd.DataFrame, seed: 
     """
     rows = rows.copy()
     instants = pd.DatetimeIndex(rows["snapshot_ts"])
-    unique, inverse = np.unique(instants.asi8, return_inverse=True)
-    spots = np.array([spot_at(u, s, pd.Timestamp(t, tz="UTC")) for t in unique])
-    rows["spot"] = spots[inverse.reshape(-1)]
+    unique = instants.unique()
+    spots = np.array([spot_at(u, s, t) for t in unique])
+    rows["spot"] = spots[unique.get_indexer(instants)]
     center = price_path.previous_close(u, s.date)
     oi = np.zeros(len(rows), dtype=np.int64)
     grid = np.asarray(listing.strike_grid(u, center), dtype=np.float64)
@@ -111,20 +111,33 @@ def window_rows(u: Underlying, s: TradingSession, now: pd.Timestamp, expiration:
     ``option_type`` (``All``/``Call``/``Put``) and ``strike_range`` (``All``/``ITM``/``OTM``, against spot)
     filter as the TradeStation chain stream does. Empty when nothing matches.
     """
+    return windows_rows(u, s, now, [(expiration, strikes)], option_type, strike_range,
+                        seed=(u.name, expiration.isoformat(), s.date.isoformat(), "stream"))
+
+
+def windows_rows(u: Underlying, s: TradingSession, now: pd.Timestamp,
+                 windows: list[tuple[dt.date, np.ndarray]], option_type: str = "All", strike_range: str = "All",
+                 seed: tuple[object, ...] | None = None) -> pd.DataFrame:
+    """:func:`window_rows` of several expirations priced in one batch (one trade-noise draw for the batch)."""
     t = step_time(u, s, now)
     spot = spot_at(u, s, t)
-    rows = []
-    for series in listing.series_for(u, expiration, s.date):
-        for right in ("C", "P"):
-            if option_type.lower() in ("call", "put") and right != option_type[0].upper():
-                continue
-            for k in strikes:
-                itm = k < spot if right == "C" else k > spot
-                if (strike_range.upper() == "ITM" and not itm) or (strike_range.upper() == "OTM" and itm):
+    parts = []
+    for expiration, strike_values in windows:
+        strikes = np.asarray(strike_values, dtype=np.float64)
+        for series in listing.series_for(u, expiration, s.date):
+            for right in ("C", "P"):
+                if option_type.lower() in ("call", "put") and right != option_type[0].upper():
                     continue
-                rows.append({"symbol": listing.option_symbol(series.root, expiration, right, float(k)),
-                             "root": series.root, "expiration": pd.Timestamp(expiration), "option_type": right,
-                             "strike": float(k), "settlement": series.settlement, "snapshot_ts": t})
-    if not rows:
+                itm = strikes < spot if right == "C" else strikes > spot
+                keep = (itm if strike_range.upper() == "ITM" else ~itm if strike_range.upper() == "OTM"
+                        else np.ones(strikes.size, dtype=bool))
+                ks = strikes[keep]
+                parts.append(pd.DataFrame({
+                    "symbol": [listing.option_symbol(series.root, expiration, right, float(k)) for k in ks],
+                    "root": series.root, "expiration": pd.Timestamp(expiration), "option_type": right, "strike": ks,
+                    "settlement": series.settlement, "snapshot_ts": t}))
+    rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if rows.empty:
         return pd.DataFrame()
-    return price_contracts(u, s, pd.DataFrame(rows), (u.name, expiration.isoformat(), s.date.isoformat(), "stream"))
+    key = seed or (u.name, ",".join(str(e) for e, _ in windows), s.date.isoformat(), "stream")
+    return price_contracts(u, s, rows, key)

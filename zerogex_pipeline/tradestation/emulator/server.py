@@ -68,6 +68,16 @@ class Faults:
     """The next streams end with the in-band ``DualLogon`` error instead of their data."""
     dual_logon_shape: str = "symbol"
     """``symbol``: ``{"Symbol":..,"Error":"DualLogon"}`` (the docs' example); ``message``: ``{"Error","Message"}``."""
+    goaway_open: int = 0
+    """That many streams already open send GoAway at their next tick (``open_fault_path`` picks which)."""
+    die_open: int = 0
+    """That many open streams go silent at their next tick (the TCP connection stays up, nothing more comes)."""
+    starve_open: int = 0
+    """That many open streams stop sending data but keep their heartbeats."""
+    dual_logon_open: int = 0
+    """That many open streams end with the in-band DualLogon error at their next tick."""
+    open_fault_path: str = ""
+    """Only streams whose path contains this text take the ``*_open`` faults (``""``: any stream)."""
 
     def update(self, values: dict[str, Any]) -> None:
         """Set fields from ``values``; unknown names raise ``ValueError`` naming them."""
@@ -106,12 +116,15 @@ class Emulator:
         max_option_streams: option chain/quote streams open at once per server (10 in the reference).
         max_strike_proximity: an option-chain stream shows at most this many strikes on each side of its
             center, whatever ``strikeProximity`` asks (silently, as the SPX window defect saw).
+        market_clock: when given, the market clock itself (shared with an engine replaying the same session);
+            ``clock`` and ``speed`` are then ignored.
     """
 
     def __init__(self, port: int = 0, host: str = "127.0.0.1", clock: Callable[[], pd.Timestamp] | None = None,
                  speed: float = 1.0, heartbeat_s: float = 5.0, tick_s: float = 1.0,
                  quotas: dict[str, tuple[int, float]] | None = None, faults: Faults | None = None,
-                 max_option_streams: int = 10, max_strike_proximity: int = MAX_STRIKE_PROXIMITY) -> None:
+                 max_option_streams: int = 10, max_strike_proximity: int = MAX_STRIKE_PROXIMITY,
+                 market_clock: Callable[[], pd.Timestamp] | None = None) -> None:
         self.faults = faults or Faults()
         self.stats = EmulatorStats()
         self.heartbeat_s = heartbeat_s
@@ -120,6 +133,7 @@ class Emulator:
         self.quotas = dict(DEFAULT_QUOTAS if quotas is None else quotas)
         self.max_option_streams = max_option_streams
         self.max_strike_proximity = max_strike_proximity
+        self._market_clock = market_clock
         self._base_clock = clock or market_calendar.utc_now
         self._start_wall = time.monotonic()
         self._start_market = self._base_clock()
@@ -141,6 +155,8 @@ class Emulator:
 
     def now(self) -> pd.Timestamp:
         """The market clock, advancing ``speed`` times faster than wall time since start."""
+        if self._market_clock is not None:
+            return self._market_clock()
         return self._start_market + pd.Timedelta(seconds=(time.monotonic() - self._start_wall) * self.speed)
 
     def start(self) -> Emulator:
@@ -323,6 +339,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._error(400, "BadRequest", str(exc))
                 return
             self._send_json(200, asdict(em.faults))
+        elif path == "/__emulator/clock":
+            self._send_json(200, {"now": em.now().isoformat(), "speed": em.speed})
         elif path == "/__emulator/expire-tokens" and method == "POST":
             em.expire_tokens()
             self._send_json(200, {"expired": True})
@@ -775,6 +793,24 @@ class _Handler(BaseHTTPRequestHandler):
 
         try:
             while not em.stopping.is_set() and not self._client_gone():
+                struck = self._open_fault()
+                if struck == "goaway":
+                    bye = ({"Error": "GoAway", "Message": "The server is about to shut down."}
+                           if shape == "error" else {"StreamStatus": "GoAway"})
+                    write(json.dumps(bye).encode() + b"\n")
+                    self._chunk(b"")
+                    return
+                if struck == "dual":
+                    write(json.dumps({"Error": "DualLogon", "Message": "The user logged on from another session."})
+                          .encode() + b"\n")
+                    self._chunk(b"")
+                    return
+                if struck == "die":
+                    while not em.stopping.is_set() and not self._client_gone():
+                        time.sleep(0.05)
+                    return
+                if struck == "starve":
+                    starve = True
                 now = time.monotonic()
                 batch: list[dict[str, Any]] = []
                 if now >= next_tick:
@@ -820,6 +856,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._chunk(b"")
         except (BrokenPipeError, ConnectionResetError, OSError):
             return
+
+    def _open_fault(self) -> str | None:
+        """Take one of the faults switched for streams already open, if this stream is a target."""
+        em, f = self.emulator, self.emulator.faults
+        with em.lock:
+            if f.open_fault_path and f.open_fault_path not in self.path:
+                return None
+            for name, kind in (("goaway_open", "goaway"), ("die_open", "die"), ("starve_open", "starve"),
+                               ("dual_logon_open", "dual")):
+                if getattr(f, name) > 0:
+                    setattr(f, name, getattr(f, name) - 1)
+                    return kind
+        return None
 
     def _client_gone(self) -> bool:
         """The client closed its end (EOF readable): the stream is over now, not at the next failed write,

@@ -1,0 +1,296 @@
+"""A simulated session replayed through the emulator over real HTTP, with stream faults, checked against truth.
+
+Used by the live-engine tests (a short session) and by ``bench_live`` (full sessions). The engine and the
+emulator share one replay clock, so "the market at instant T" means the same thing on both sides. After the
+run, :func:`verify` checks the capture:
+
+- **complete**: every (snapshot instant, expiration) is captured unless an outage of a stream it needs (the
+  spot stream, its chain stream or its tail quote streams), as the engine recorded it from the last message
+  heard to the new connection's complete snapshot, covers the instant;
+- **unique**: no (instant, contract) twice;
+- **true**: every captured row holds what the simulated market quoted at its instant (bid, ask, open interest;
+  IV and greeks for chain-stream rows; the spot and its own time), after the wire's rounding, so no stale or
+  mixed-moment state was ever stored as a snapshot.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import resource
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import requests
+
+from zerogex_pipeline import market_calendar
+from zerogex_pipeline.live.clock import EngineClock
+from zerogex_pipeline.live.engine import EngineOptions, SessionStats, StreamEngine
+from zerogex_pipeline.live.tradestation_feed import TradeStationFeed
+from zerogex_pipeline.settings import Settings, load_settings
+from zerogex_pipeline.sources.simulated import instant
+from zerogex_pipeline.storage.capture_store import CaptureStore
+from zerogex_pipeline.tradestation.client import TradeStationClient
+from zerogex_pipeline.tradestation.config import TradeStationConfig
+from zerogex_pipeline.tradestation.emulator.market import num
+from zerogex_pipeline.underlyings import Underlying, resolve_underlying
+
+NY = "America/New_York"
+
+
+def at(text: str) -> pd.Timestamp:
+    """The UTC instant of a New York wall-clock time."""
+    return pd.Timestamp(text, tz=NY).tz_convert("UTC")
+
+
+class EmulatorProcess:
+    """``zerogex emulator`` in its own process (its streams must not share the engine's GIL), on a free port."""
+
+    def __init__(self, at_: pd.Timestamp, speed: float, heartbeat_s: float, tick_s: float, quotas: bool) -> None:
+        args = [sys.executable, "-m", "zerogex_pipeline.cli", "emulator", "--port", "0", "--at", at_.isoformat(),
+                "--speed", str(speed), "--heartbeat", str(heartbeat_s), "--tick", str(tick_s)]
+        if not quotas:
+            args.append("--no-quotas")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline() if self.proc.stdout else ""
+        found = re.search(r"on (http://\S+?);", line)
+        if not found:
+            self.proc.kill()
+            raise RuntimeError(f"the emulator did not start: {line!r}")
+        self.url = found.group(1)
+
+    def now(self) -> tuple[pd.Timestamp, float]:
+        body = requests.get(f"{self.url}/__emulator/clock", timeout=5).json()
+        return pd.Timestamp(body["now"]), float(body["speed"])
+
+    def faults(self, **switches: Any) -> None:
+        requests.post(f"{self.url}/__emulator/faults", json=switches, timeout=5).raise_for_status()
+
+    def expire_tokens(self) -> None:
+        requests.post(f"{self.url}/__emulator/expire-tokens", timeout=5).raise_for_status()
+
+    def stats(self) -> dict[str, Any]:
+        body: dict[str, Any] = requests.get(f"{self.url}/__emulator/stats", timeout=5).json()
+        return body
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def _reconnect(em: EmulatorProcess, path: str, **switches: Any) -> None:
+    em.faults(open_fault_path=path, goaway_open=1, **switches)
+
+
+def _token_expiry(em: EmulatorProcess, path: str) -> None:
+    em.expire_tokens()
+    _reconnect(em, path)
+
+
+def _token_rotation(em: EmulatorProcess, path: str) -> None:
+    em.faults(rotate_refresh_tokens=True)
+    _token_expiry(em, path)
+
+
+FAULTS: dict[str, Callable[[EmulatorProcess, str], None]] = {
+    "goaway-error": lambda em, path: _reconnect(em, path, goaway_shape="error"),
+    "goaway-status": lambda em, path: _reconnect(em, path, goaway_shape="status"),
+    "silent-death": lambda em, path: em.faults(open_fault_path=path, die_open=1),
+    "heartbeat-only-starvation": lambda em, path: em.faults(open_fault_path=path, starve_open=1),
+    "dual-logon": lambda em, path: em.faults(open_fault_path=path, dual_logon_open=1),
+    "5xx-on-connect": lambda em, path: _reconnect(em, path, server_error_requests=2),
+    "token-expiry": _token_expiry,
+    "token-rotation": _token_rotation,
+}
+"""Faults injected into streams already open (each forces the stream to end or go quiet at its next tick)."""
+TARGETS = ("options/chains", "stream/quotes", "stream/barcharts")
+
+
+@dataclass
+class RigResult:
+    """What a replayed session did."""
+
+    settings: Settings
+    underlyings: tuple[Underlying, ...]
+    stats: SessionStats
+    engine: StreamEngine
+    clock: EngineClock
+    emulator_stats: dict[str, Any]
+    faults: list[tuple[pd.Timestamp, str, str]]
+    wall_s: float
+    cpu_s: float
+    start: pd.Timestamp
+    end: pd.Timestamp
+    outages: dict[int, list[tuple[pd.Timestamp, pd.Timestamp]]] = field(default_factory=dict)
+
+
+def _config(url: str, data_dir: Path, heartbeat_s: float) -> TradeStationConfig:
+    return TradeStationConfig(
+        client_id="rig-client", client_secret="rig-secret", refresh_token="rig-refresh", api_url=url, auth_url=url,
+        data_dir=data_dir, connect_timeout_s=5.0, read_timeout_s=10.0, max_retries=3, backoff_base_s=0.05,
+        backoff_max_s=0.2, max_rate_limit_wait_s=5.0, stream_idle_timeout_s=heartbeat_s * 2.5,
+        stream_starvation_s=heartbeat_s * 4, stream_max_reconnects=6,
+    )
+
+
+def replay_session(data_dir: Path, start: str, end: str, underlyings: tuple[str, ...] = ("SPY",), expirations: int = 1,
+                   distance_pct: float = 10.0, speed: float = 20.0, faults: list[tuple[str, str]] | None = None,
+                   fault_every_s: float = 0.0, interval_s: float = 5.0, settle_s: float = 0.1,
+                   heartbeat_s: float = 0.25, tick_s: float = 0.02, quotas: bool = True,
+                   log_levels: bool = False) -> RigResult:
+    """Replay ``start``..``end`` (New York) at ``speed`` through the emulator (its own process, the documented
+    quotas enforced unless ``quotas`` is false); inject ``faults`` (name, target path) one every ``fault_every_s``
+    wall seconds, cycling."""
+    underlying_names = ",".join(underlyings)
+    settings = load_settings({"ZEROGEX_DATA_DIR": str(data_dir), "ZEROGEX_UNDERLYINGS": underlying_names,
+                              "ZEROGEX_EXPIRATIONS": str(expirations), "ZEROGEX_STRIKE_DISTANCE": str(distance_pct)},
+                             env_file=None)
+    us = tuple(resolve_underlying(n) for n in underlyings)
+    stop_at = at(end)
+    injected: list[tuple[pd.Timestamp, str, str]] = []
+    em = EmulatorProcess(at(start), speed, heartbeat_s, tick_s, quotas)
+    try:
+        now, em_speed = em.now()
+        clock = EngineClock(now, speed=em_speed)
+        client = TradeStationClient(_config(em.url, data_dir, heartbeat_s))
+        feed = TradeStationFeed(client, clock, settings.bar_minutes, liveness_s=heartbeat_s * 2,
+                                retry_pauses_s=(0.3, 0.6, 1.2))
+        options = EngineOptions(underlyings=us, expirations=expirations, distance_pct=distance_pct,
+                                snapshot_minutes=settings.snapshot_minutes, interval_s=interval_s, settle_s=settle_s,
+                                rate=settings.risk_free_rate, announce_alerts=False)
+        engine = StreamEngine(feed, clock, CaptureStore(settings), options, reporter=None)
+        done = threading.Event()
+
+        def director() -> None:
+            schedule = list(faults or [])
+            k = 0
+            next_fault = time.monotonic() + fault_every_s
+            while not done.wait(0.05):
+                if clock.now() >= stop_at:
+                    engine.stop()
+                    return
+                if schedule and fault_every_s > 0 and time.monotonic() >= next_fault:
+                    name, target = schedule[k % len(schedule)]
+                    FAULTS[name](em, target)
+                    injected.append((clock.now(), name, target))
+                    k += 1
+                    next_fault = time.monotonic() + fault_every_s
+
+        thread = threading.Thread(target=director, daemon=True)
+        if not log_levels:
+            import logging
+
+            logging.getLogger("zerogex.live").setLevel(logging.WARNING)
+        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+        wall0 = time.monotonic()
+        thread.start()
+        sessions = engine.run()
+        wall = time.monotonic() - wall0
+        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        done.set()
+        thread.join(timeout=5)
+        emulator_stats = em.stats()
+    finally:
+        em.stop()
+    outages = {s.id: [(clock.market_at(a), clock.market_at(b)) for a, b in s.outages]
+               + ([(clock.market_at(s.down_since), stop_at)] if s.down_since is not None and not s.closed else [])
+               for s in feed.registry.all()}
+    return RigResult(settings, us, sessions[0], engine, clock, emulator_stats, injected, wall,
+                     (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime), at(start), stop_at, outages)
+
+
+@dataclass
+class Verification:
+    """The capture checked against the simulated truth (see the module docstring)."""
+
+    instants: int
+    expected_pairs: int
+    captured_pairs: int
+    missing_outside_outages: list[tuple[pd.Timestamp, str, dt.date]]
+    duplicates: int
+    rows_checked: int
+    mismatches: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing_outside_outages and not self.duplicates and not self.mismatches
+
+
+def verify(result: RigResult, margin_s: float = 0.0) -> Verification:
+    """Check ``result``'s capture (see the module docstring); ``margin_s`` widens outages (market seconds)."""
+    store = CaptureStore(result.settings)
+    feed = result.engine.feed
+    margin = pd.Timedelta(seconds=margin_s)
+    missing: list[tuple[pd.Timestamp, str, dt.date]] = []
+    mismatches: list[str] = []
+    expected = captured_pairs = rows = duplicates = 0
+    day = result.start.tz_convert(NY).date()
+    session = market_calendar.session(day)
+    times = session.snapshot_times(result.settings.snapshot_minutes)
+    first_capturable = result.start + pd.Timedelta(minutes=5) * 0
+    times = times[(times > first_capturable) & (times < result.end)]
+    statuses = {s.id: s for s in feed.registry.all()}
+    for u in result.underlyings:
+        got = store.captured_quotes(u, day)
+        duplicates += int(got.duplicated(["snapshot_ts", "symbol"]).sum())
+        rows += len(got)
+        pairs = {(pd.Timestamp(t), pd.Timestamp(e).date()) for t, e in zip(got["snapshot_ts"], got["expiration"],
+                                                                         strict=True)}
+        captured_pairs += len(pairs)
+        spot_ids = [s.id for s in statuses.values() if s.kind == "spot"]
+        for (t, e) in sorted(pairs):
+            part = got[(got["snapshot_ts"] == t) & (got["expiration"] == pd.Timestamp(e))]
+            mismatches += _compare_truth(u, session, t, e, part)
+        exps = sorted({e for _, e in result.stats.captured.get(u.key, set())}
+                      | {e for _, e in result.stats.missed.get(u.key, {})})
+        for t in times:
+            for e in exps:
+                expected += 1
+                if (t, e) in pairs:
+                    continue
+                needed = spot_ids + [s.id for s in statuses.values() if s.label.startswith(f"{u.name} {e} ")]
+                covered = any(a - margin <= t <= b + margin for sid in needed for a, b in result.outages.get(sid, []))
+                if not covered:
+                    missing.append((t, u.name, e))
+    store.close()
+    return Verification(len(times), expected, captured_pairs, missing, duplicates, rows, mismatches)
+
+
+def _compare_truth(u: Underlying, session: market_calendar.TradingSession, t: pd.Timestamp, e: dt.date,
+                   part: pd.DataFrame) -> list[str]:
+    """Differences between one captured (instant, expiration) and the simulated market at that instant."""
+    out = []
+    step = instant.step_time(u, session, t)
+    spot = float(num(instant.spot_at(u, session, step)))
+    if not (part["spot"] == spot).all():
+        out.append(f"{u.name} {t} {e}: spot {part['spot'].iloc[0]} != {spot} (the market at the instant)")
+    if not (part["spot_ts"] == step).all():
+        out.append(f"{u.name} {t} {e}: spot_ts {part['spot_ts'].iloc[0]} != {step}")
+    truth = instant.window_rows(u, session, t, e, np.unique(part["strike"].to_numpy()))
+    truth = truth.set_index("symbol")
+    for r in part.itertuples():
+        if r.symbol not in truth.index:
+            out.append(f"{u.name} {t} {r.symbol}: not listed in the simulated market")
+            continue
+        x = truth.loc[r.symbol]
+        checks = [("bid", float(num(x["bid"])), r.bid), ("ask", float(num(x["ask"])), r.ask),
+                  ("open_interest", float(x["open_interest"]), float(r.open_interest))]
+        if r.stream == "chain":
+            checks += [("iv", float(num(x["iv"], 4)), r.iv), ("gamma", float(num(x["gamma"], 6)), r.gamma),
+                       ("delta", float(num(x["delta"], 4)), r.delta)]
+        for name, want, have in checks:
+            if not (want == have or (np.isnan(want) and np.isnan(have))):
+                out.append(f"{u.name} {t} {r.symbol} {name}: captured {have} != market {want}")
+                break
+    return out

@@ -1,0 +1,7 @@
+"""``python -m zerogex_pipeline.cli`` runs the ``zerogex`` command."""
+
+import sys
+
+from zerogex_pipeline.cli import main
+
+sys.exit(main())
