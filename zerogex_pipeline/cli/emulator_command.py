@@ -25,7 +25,7 @@ def _handle(args: argparse.Namespace) -> int:
         clock = lambda: at  # noqa: E731
     quotas: dict[str, tuple[int, float]] | None = {} if args.no_quotas else None
     em = Emulator(port=args.port, host=args.host, clock=clock, speed=args.speed, heartbeat_s=args.heartbeat,
-                  tick_s=args.tick, quotas=quotas, faults=faults)
+                  tick_s=args.tick, quotas=quotas, faults=faults, max_strike_proximity=args.max_strike_proximity)
     print(f"TradeStation emulator on {em.url}; point the pipeline at it with:\n"
           f"  export TRADESTATION_API_URL={em.url} TRADESTATION_AUTH_URL={em.url}\n"
           f"  export TRADESTATION_CLIENT_ID=dev TRADESTATION_CLIENT_SECRET=dev TRADESTATION_REFRESH_TOKEN=dev\n"
@@ -47,6 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--heartbeat", type=float, default=5.0, help="idle seconds before a stream heartbeat (5)")
     p.add_argument("--tick", type=float, default=1.0, help="seconds between stream updates (1)")
     p.add_argument("--no-quotas", action="store_true", help="do not enforce the documented request quotas")
+    p.add_argument("--max-strike-proximity", type=int, default=200,
+                   help="strikes an option-chain stream shows at most on each side of its center (200)")
     p.add_argument("--rate-limit-requests", type=int, default=0, help="answer the next N API calls with 429")
     p.add_argument("--rate-limit-reset", type=float, default=1.0, help="X-RateLimit-Reset seconds of those 429s")
     p.add_argument("--server-errors", type=int, default=0, help="answer the next N API calls with 503")

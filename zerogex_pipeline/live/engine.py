@@ -39,7 +39,7 @@ from zerogex_pipeline.live.book import UnderlyingState
 from zerogex_pipeline.live.clock import EngineClock
 from zerogex_pipeline.live.feed import Feed, OpenedExpiration
 from zerogex_pipeline.live.plan import ExpirationPlan, allot_slots, not_streamed_message, plan_expiration
-from zerogex_pipeline.live.publish import DagsterReporter, LiveAlerts, capture_events, level_line
+from zerogex_pipeline.live.publish import DagsterReporter, LiveAlerts, capture_events, level_line, plan_events
 from zerogex_pipeline.live.snapshot import (
     SnapshotArrays,
     capture_frame,
@@ -79,6 +79,8 @@ class EngineOptions:
     post_close_minutes: float = 2.0
     max_iterations: int | None = None
     max_chain_streams: int = MAX_CHAIN_STREAMS
+    spot_max_age_s: float = 15.0
+    """A snapshot needs a spot whose own time is at most this many market seconds before the instant."""
     rate: float = 0.04
     announce_alerts: bool = True
 
@@ -193,6 +195,8 @@ class StreamEngine:
             stats.not_streamed = not_streamed_message(plans, opt.max_chain_streams)
             if stats.not_streamed:
                 log.warning(stats.not_streamed)
+            if self.reporter is not None:
+                self.reporter.report(plan_events(day, plans, stats.not_streamed, self.feed.name))
             for plan in plans:
                 log.info("streaming %s: chain stream %s strikes each side of %g%s", plan.label, plan.chain_proximity,
                          plan.center, f", {len(plan.tail_strikes)} tail strikes on quote streams"
@@ -250,7 +254,7 @@ class StreamEngine:
         pending: list[PendingCapture] = []
         next_interval = time.monotonic()
         end = session.close + pd.Timedelta(minutes=opt.post_close_minutes)
-        while not self.clock.stopped:
+        while True:
             now = self.clock.now()
             wall = time.monotonic()
             finishing = self._done()
@@ -275,11 +279,14 @@ class StreamEngine:
             if pending:
                 self.feed.refresh(self.clock.now().value)
             pending = self._confirm(session, pending, states, stats)
-            if finishing and not pending:
+            if finishing and not pending:  # stopped (a signal, max_iterations): the pending captures are settled
                 break
             if now > end and next_i >= len(instants) and not pending:
                 break
-            self._sleep(instants[next_i] if next_i < len(instants) else None, next_interval, bool(pending))
+            if finishing:
+                time.sleep(0.02)
+            else:
+                self._sleep(instants[next_i] if next_i < len(instants) else None, next_interval, bool(pending))
         self._flush_bars(session, states)
 
     def _crossed_wall(self, instant: pd.Timestamp) -> float:
@@ -385,12 +392,14 @@ class StreamEngine:
             tracked = self._tracked(u, opened)
             snap = self._arrays(u, states[u.key], instant, set(tracked))
             spot_status = self.feed.registry.get(spot_ids[u.key])
+            spot_age = (instant - pd.Timestamp(states[u.key].get_spot().trade_ns, tz="UTC")).total_seconds()
             for e in tracked:
                 key = (u.key, e)
                 o = opened[key]
                 down = self.feed.registry.not_live([spot_ids[u.key], *o.stream_ids])
-                if snap is None or down:
-                    why = f"stream not live at the instant: {down[0].label}" if down else "no live state"
+                if snap is None or down or spot_age > self.options.spot_max_age_s:
+                    why = (f"stream not live at the instant: {down[0].label}" if down else "no live state"
+                           if snap is None else f"spot stale: its last trade was {spot_age:.0f} s before the instant")
                     pending.missing[key] = why
                     continue
                 rows = np.flatnonzero(snap.expiration == np.datetime64(e, "D"))

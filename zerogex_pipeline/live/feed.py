@@ -38,6 +38,10 @@ class StreamStatus:
     connected: bool = False
     complete: bool = False
     last_message: float = float("-inf")
+    last_data: float = float("-inf")
+    """When it last sent data (not a heartbeat)."""
+    connected_at: float = float("-inf")
+    """When its current connection sent its first message."""
     connections: int = 0
     failures: int = 0
     last_error: str = ""

@@ -153,6 +153,27 @@ def capture_events(u: Underlying, day: dt.date, instant: pd.Timestamp, level: Ma
     return events
 
 
+def plan_events(day: dt.date, plans: list[Any], not_streamed: str | None, feed: str) -> list[Any]:
+    """One observation of ``<u>/captured_quotes`` per underlying at start-up: what is streamed, what is not."""
+    import dagster as dg
+
+    by_key: dict[str, list[Any]] = {}
+    for plan in plans:
+        by_key.setdefault(plan.underlying.key, []).append(plan)
+    events = []
+    for key, mine in by_key.items():
+        lines = [f"{p.expiration}: " + (f"chain stream ±{p.chain_proximity} strikes @ {p.center:g}"
+                                        + (f" + {len(p.tail_strikes)} tail strikes on quote streams"
+                                           if p.tail_strikes else "") if p.slot else "NOT streamed (no slot)")
+                 for p in mine]
+        events.append(dg.AssetObservation(
+            asset_key=[key, "captured_quotes"], partition=day.isoformat(),
+            metadata={"event": "engine started", "feed": feed, "plan": "\n".join(lines),
+                      "not_streamed": not_streamed or "", "expirations_streamed": sum(1 for p in mine if p.slot),
+                      "expirations_tracked": len(mine)}))
+    return events
+
+
 class LiveAlerts:
     """Alert events between consecutive live-levels rows of each underlying (see the module docstring)."""
 

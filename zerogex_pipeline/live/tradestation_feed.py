@@ -15,13 +15,18 @@ REST only at start-up and on a new day: the expirations of each underlying and t
 tracked expiration (options categories, 90 per minute). No bar-chart request.
 
 A fatal stream error (DualLogon, reconnects exhausted) does not end the session: the stream is marked down,
-retried after a growing pause (5 s to 60 s), and the outage is recorded.
+retried after a growing pause (5 s to 60 s), and the outage is recorded. Heartbeat-only starvation is judged
+here rather than by a fixed silence: an option stream is starved when its connection has not delivered its
+initial snapshot within the client's ``stream_starvation_s``, or, for a chain stream, when it sent no data for
+that long although its underlying's spot moved since (its greeks would have changed). A quiet market (before
+the open, a halted index) or far strikes whose quotes did not move are not starvation.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -89,13 +94,15 @@ class TradeStationFeed:
         bar_minutes: bar interval of the captured bars.
         liveness_s: a live stream was heard from within this many seconds (a little over the heartbeat).
         retry_pauses_s: pauses before reopening a stream that failed for good (DualLogon, reconnects exhausted).
+        max_proximity: strikes a chain stream shows at most on each side of its center (beyond: quote streams).
     """
 
     name = "tradestation"
-    max_proximity = MAX_STRIKE_PROXIMITY
 
     def __init__(self, client: TradeStationClient, clock: EngineClock, bar_minutes: int = 1,
-                 liveness_s: float = LIVENESS_S, retry_pauses_s: tuple[float, ...] = RETRY_PAUSES_S) -> None:
+                 liveness_s: float = LIVENESS_S, retry_pauses_s: tuple[float, ...] = RETRY_PAUSES_S,
+                 max_proximity: int = MAX_STRIKE_PROXIMITY) -> None:
+        self.max_proximity = max_proximity
         self.client = client
         self.clock = clock
         self.bar_minutes = bar_minutes
@@ -108,6 +115,8 @@ class TradeStationFeed:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._expirations: dict[str, list[dt.date]] = {}
+        self._contracts: dict[str, tuple[dt.date, str, str, float]] = {}
+        self._spot_moved: dict[str, float] = {}
 
     # ------------------------------------------------------------------ listings (REST, once a day)
     def listed_expirations(self, u: Underlying, day: dt.date) -> list[dt.date]:
@@ -139,6 +148,9 @@ class TradeStationFeed:
             if price == price:
                 traded = to_timestamp(msg.get("TradeTime"))
                 now = self.clock.now().value
+                before = states[u.key].get_spot().price
+                if before == before and price != before:  # a change, not the first price
+                    self._spot_moved[u.key] = time.monotonic()
                 states[u.key].set_spot(price, traded.value if traded is not None else now, now)
 
         self._launch(spot, lambda: quote_stream(self.client, symbols), on_quote,
@@ -187,7 +199,7 @@ class TradeStationFeed:
 
             self._launch(status, lambda: option_chain_stream(
                 self.client, u.ts_symbol, plan.expiration.strftime("%m-%d-%Y"), plan.chain_proximity,
-                price_center=plan.center, slot=self._slots[status.id]), on_spread, expected=expected)
+                price_center=plan.center, slot=self._slots[status.id]), on_spread, expected=expected, underlying=u)
             ids.append(status.id)
             for batch in plan.tail_batches():
                 tail = self.registry.register("quotes", f"{plan.label} tail quotes ({len(batch)} symbols)")
@@ -201,7 +213,7 @@ class TradeStationFeed:
                     if "Error" not in msg:
                         self._update(state, u, symbol, msg, QUOTE_FIELDS, sid)
 
-                self._launch(tail, self._quote_stream_factory(batch), on_tail, expected=set(batch))
+                self._launch(tail, self._quote_stream_factory(batch), on_tail, expected=set(batch), underlying=u)
                 ids.append(tail.id)
         return OpenedExpiration(plan, ids)
 
@@ -213,24 +225,43 @@ class TradeStationFeed:
 
     def _update(self, state: UnderlyingState, u: Underlying, symbol: str, msg: dict[str, Any],
                 fields: dict[str, str], stream_id: int) -> None:
+        contract = self._contracts.get(symbol)
+        if contract is None:
+            try:
+                parsed = parse_option_symbol(symbol)
+            except ValueError:
+                return
+            settlement = "AM" if u.listing_style == "index_am_pm" and parsed.root == u.name else "PM"
+            contract = self._contracts[symbol] = (parsed.expiration, settlement, parsed.right, parsed.strike)
         try:
-            parsed = parse_option_symbol(symbol)
-        except ValueError:
-            return
-        values = {name: to_float(msg[wire]) for wire, name in fields.items() if wire in msg}
-        settlement = "AM" if u.listing_style == "index_am_pm" and parsed.root == u.name else "PM"
-        state.book.update(symbol, parsed.expiration, settlement, parsed.right, parsed.strike, stream_id, values,
+            values = {name: float(msg[wire]) for wire, name in fields.items() if wire in msg}
+        except (TypeError, ValueError):  # a blank or odd value: the tolerant (slower) conversion
+            values = {name: to_float(msg[wire]) for wire, name in fields.items() if wire in msg}
+        state.book.update(symbol, contract[0], contract[1], contract[2], contract[3], stream_id, values,
                           self.clock.now().value)
 
     def _launch(self, status: StreamStatus, make: Callable[[], Stream],
-                handle: Callable[[dict[str, Any], _Completion], None], expected: set[str] | None) -> None:
-        thread = threading.Thread(target=self._pump, args=(status, make, handle, expected), daemon=True,
+                handle: Callable[[dict[str, Any], _Completion], None], expected: set[str] | None,
+                underlying: Underlying | None = None) -> None:
+        """Run one stream in its own thread; ``underlying``: an option stream of it (starvation judged here)."""
+        thread = threading.Thread(target=self._pump, args=(status, make, handle, expected, underlying), daemon=True,
                                   name=f"zerogex-stream-{status.id}")
         self._threads[status.id] = thread
         thread.start()
 
+    def _starved(self, status: StreamStatus, u: Underlying, now: float) -> bool:
+        """No data for ``stream_starvation_s``: ever on this connection (its snapshot never came), or since spot
+        moved after its last data."""
+        if now - max(status.last_data, status.connected_at) <= self.client.config.stream_starvation_s:
+            return False
+        if not status.complete:
+            return True
+        # a chain stream's greeks change with every spot move; a quote stream's far strikes may rightly not
+        return status.kind == "chain" and self._spot_moved.get(u.key, float("-inf")) > status.last_data
+
     def _pump(self, status: StreamStatus, make: Callable[[], Stream],
-              handle: Callable[[dict[str, Any], _Completion], None], expected: set[str] | None) -> None:
+              handle: Callable[[dict[str, Any], _Completion], None], expected: set[str] | None,
+              underlying: Underlying | None) -> None:
         attempt = 0
         while not self._stop.is_set() and not status.closed:
             def dropped(reason: str) -> None:
@@ -241,6 +272,8 @@ class TradeStationFeed:
             stream = make()
             stream.yield_heartbeats = True
             stream.on_disconnect = dropped
+            if underlying is not None:
+                stream.starvation_s = math.inf
             with self._lock:
                 self._streams[status.id] = stream
             if status.closed or self._stop.is_set():
@@ -256,13 +289,19 @@ class TradeStationFeed:
                         completion = _Completion(expected)
                         status.connected, status.complete = True, False
                         status.connections += 1
+                        status.connected_at = now
                         attempt = 0
                     if is_heartbeat(msg):
                         completion.heartbeat()
+                        if underlying is not None and self._starved(status, underlying, now):
+                            log.warning("stream %s: no data for %.1f s while %s moved: starved; reconnecting",
+                                        status.label, now - status.last_data, underlying.name)
+                            stream.reconnect()
                     elif msg.get("StreamStatus") == "EndSnapshot":
                         completion.done = True
                     else:
                         handle(msg, completion)
+                        status.last_data = now
                     status.heard(now)
                     if completion.done and not status.complete:
                         status.complete = True

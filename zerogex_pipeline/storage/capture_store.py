@@ -11,10 +11,14 @@ captured row. One :meth:`CaptureStore.write` call is one transaction (every unde
 so a crash leaves whole instants or nothing.
 
 Where: on PostgreSQL (``ZEROGEX_DATABASE_URL``) the tables sit beside the assets' tables and come from the
-migrations (hypertables with compression under TimescaleDB). In the embedded default they live in their own
-DuckDB file, ``$ZEROGEX_DATA_DIR/live.duckdb``: DuckDB lets one process at a time hold a file, a Dagster run
-holds ``zerogex.duckdb`` for the seconds a partition write takes, and the engine must commit every few
-seconds; in a file of their own, each side holds it for milliseconds (one short transaction per open).
+migrations (hypertables with compression under TimescaleDB); ``ON CONFLICT DO NOTHING`` on the primary key
+keeps them idempotent. In the embedded default they live in their own DuckDB file,
+``$ZEROGEX_DATA_DIR/live.duckdb``: DuckDB lets one process at a time hold a file, a Dagster run holds
+``zerogex.duckdb`` for the seconds a partition write takes, and the engine must commit every few seconds; in a
+file of their own, each side holds it for milliseconds (one short transaction per open). Those DuckDB tables
+have no primary-key index: DuckDB loads a table's whole index at a connection's first insert (measured 40 ms
+for a day of live levels, growing with the table), so a write instead skips the instants already stored
+(:data:`INSTANT_KEYS`, found through the row groups' min/max statistics, as rows arrive in time order).
 """
 
 from __future__ import annotations
@@ -32,10 +36,17 @@ import psycopg
 from zerogex_pipeline.schemas import CAPTURED_BARS, CAPTURED_QUOTES, LIVE_LEVELS, AssetSchema
 from zerogex_pipeline.settings import Settings
 from zerogex_pipeline.storage.duckdb_files import DEFAULT_WAIT_S, open_duckdb
-from zerogex_pipeline.storage.table_slices import StorageError, quote_ident
+from zerogex_pipeline.storage.table_slices import StorageError, is_conformed, quote_ident
 from zerogex_pipeline.underlyings import Underlying
 
 CAPTURE_FILE = "live.duckdb"
+SMALL_INSERT_ROWS = 16
+"""Up to this many rows go in as bound VALUES; more are scanned from the frame (cheaper per row, costlier to set up)."""
+INSTANT_KEYS = {"captured_quotes": ("session_date", "expiration", "snapshot_ts"), "captured_bars": ("session_date", "ts"),
+                "live_levels": ("session_date", "snapshot_ts")}
+"""What one write is idempotent per, in the embedded store: an expiration's snapshot instant, a bar, a levels row."""
+_TABLES_MADE: set[tuple[str, str]] = set()
+"""(embedded file, underlying key) whose capture tables this process has made sure of."""
 
 
 @dataclass
@@ -104,7 +115,7 @@ class CaptureStore:
             return inserted
         with self._transaction({key for key, _, _ in parts}) as (kind, conn):
             for key, schema, frame in parts:
-                rows = schema.conform(frame)
+                rows = frame if is_conformed(schema, frame) else schema.conform(frame)
                 repeated = rows.duplicated(list(schema.primary_key))
                 if repeated.any():
                     first = rows.loc[repeated, list(schema.primary_key)].iloc[0].to_dict()
@@ -209,7 +220,9 @@ class CaptureStore:
         dconn = open_duckdb(path, read_only=False, wait_s=self.wait_s)
         try:
             for key in sorted(keys):
-                ensure_capture_tables(dconn, key)
+                if (str(path), key) not in _TABLES_MADE:
+                    ensure_capture_tables(dconn, key)
+                    _TABLES_MADE.add((str(path), key))
             dconn.begin()
             try:
                 yield "duckdb", dconn
@@ -245,24 +258,55 @@ def _table(key: str, schema: AssetSchema) -> str:
 
 
 def ensure_capture_tables(conn: duckdb.DuckDBPyConnection, key: str) -> None:
-    """Create the underlying's schema and capture tables in the embedded capture file if missing."""
-    from zerogex_pipeline.storage.duckdb_io_manager import create_table_sql, run_sql
+    """Create the underlying's schema and capture tables in the embedded capture file if missing (no key index)."""
+    from zerogex_pipeline.schemas import SQL_TYPE
+    from zerogex_pipeline.storage.duckdb_io_manager import run_sql
 
     run_sql(conn, f"CREATE SCHEMA IF NOT EXISTS {quote_ident(key)}")
     for schema in (CAPTURED_QUOTES, CAPTURED_BARS, LIVE_LEVELS):
-        run_sql(conn, create_table_sql(_table(key, schema), schema))
+        cols = ", ".join(f"{quote_ident(c.name)} {SQL_TYPE[c.kind]}{'' if c.nullable else ' NOT NULL'}"
+                         for c in schema.columns)
+        run_sql(conn, f"CREATE TABLE IF NOT EXISTS {_table(key, schema)} ({cols})")
 
 
 def _insert_new_duckdb(conn: duckdb.DuckDBPyConnection, key: str, schema: AssetSchema, rows: pd.DataFrame) -> int:
-    cols = ", ".join(quote_ident(c) for c in schema.column_names)
+    """Insert the rows of ``rows`` whose instant (:data:`INSTANT_KEYS`) is not stored yet; return how many."""
     table = _table(key, schema)
+    instant = list(INSTANT_KEYS[schema.name])
+    wanted = rows[instant].drop_duplicates()
+    days = sorted({pd.Timestamp(d).date() for d in wanted["session_date"]})
+    last = instant[-1]
+    stamps = [pd.Timestamp(t).to_pydatetime() for t in wanted[last]]
+    stored = conn.execute(
+        f"SELECT DISTINCT {', '.join(quote_ident(c) for c in instant)} FROM {table} "
+        f"WHERE session_date IN (SELECT unnest(?::DATE[])) AND {quote_ident(last)} IN (SELECT unnest(?::TIMESTAMPTZ[]))",
+        [days, stamps]).df()
+    if len(stored):
+        for c in instant:
+            stored[c] = (pd.to_datetime(stored[c], utc=True).astype("datetime64[ns, UTC]") if c in ("snapshot_ts", "ts")
+                         else pd.to_datetime(stored[c]).astype("datetime64[ns]"))
+        taken = rows[instant].merge(stored.assign(_taken=True), on=instant, how="left")["_taken"].fillna(False)
+        rows = rows[~taken.to_numpy(bool)]
+    if rows.empty:
+        return 0
+    cols = ", ".join(quote_ident(c) for c in schema.column_names)
+    if len(rows) <= SMALL_INSERT_ROWS:
+        marks = ", ".join("?" * len(schema.column_names))
+        values = ", ".join(f"({marks})" for _ in range(len(rows)))
+        params = [None if _missing(v) else (v.to_pydatetime() if isinstance(v, pd.Timestamp) else v)
+                  for record in rows.itertuples(index=False) for v in record]
+        conn.execute(f"INSERT INTO {table} ({cols}) VALUES {values}", params).fetchall()
+        return len(rows)
     conn.register("zerogex_capture", rows)
     try:
-        inserted = conn.execute(
-            f"INSERT INTO {table} ({cols}) SELECT {cols} FROM zerogex_capture ON CONFLICT DO NOTHING").fetchall()
+        conn.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM zerogex_capture").fetchall()
     finally:
         conn.unregister("zerogex_capture")
-    return int(inserted[0][0]) if inserted else 0
+    return len(rows)
+
+
+def _missing(value: object) -> bool:
+    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value)
 
 
 def _insert_new_postgres(conn: psycopg.Connection, key: str, schema: AssetSchema, rows: pd.DataFrame) -> int:

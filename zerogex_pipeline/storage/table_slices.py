@@ -195,7 +195,7 @@ def rows_outside_slice(table_slice: TableSlice, frame: pd.DataFrame) -> int:
     return int((~inside).sum())
 
 
-def _is_conformed(schema: AssetSchema, frame: pd.DataFrame) -> bool:
+def is_conformed(schema: AssetSchema, frame: pd.DataFrame) -> bool:
     """True when ``frame`` already is what ``schema.conform`` returns (columns, order, dtypes, no bad nulls).
 
     Assets return conformed frames, so the write path skips re-casting every column (the cast costs
@@ -224,7 +224,7 @@ def frame_for_slice(table_slice: TableSlice, obj: pd.DataFrame) -> tuple[AssetSc
             would survive the partition's next re-write and break idempotency).
     """
     schema = slice_schema(table_slice)
-    frame = obj if _is_conformed(schema, obj) else schema.conform(obj)
+    frame = obj if is_conformed(schema, obj) else schema.conform(obj)
     where = f"{table_slice.schema}.{table_slice.table}"
     duplicated = frame.duplicated(list(schema.primary_key))
     if duplicated.any():

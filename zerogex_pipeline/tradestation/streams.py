@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 import pandas as pd
 import requests
 
@@ -56,8 +56,8 @@ class NdjsonDecoder:
             if not line:
                 continue
             try:
-                obj = json.loads(line)
-            except ValueError:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError:
                 obj = None
             if isinstance(obj, dict):
                 out.append(obj)
@@ -109,6 +109,9 @@ class Stream:
         here); ``None``: the stream takes one of the machine's slots itself and frees it when it ends."""
         self.on_disconnect = on_disconnect
         """Called with the reason each time a connection ends (GoAway, dead, starved, error), before the wait."""
+        self.starvation_s: float | None = None
+        """Heartbeats-only seconds before a reconnect; ``None``: the client's ``stream_starvation_s``. A caller
+        that knows when data must flow (the stream engine) may turn this off (``math.inf``) and judge itself."""
         self.path = path
         self.params = params or {}
         self.kind = kind
@@ -122,6 +125,12 @@ class Stream:
         self.goaways = 0
         self._closed = False
         self._response: requests.Response | None = None
+
+    def reconnect(self) -> None:
+        """Drop the current connection; the stream opens a new one (its initial snapshot comes again)."""
+        response = self._response
+        if response is not None and not self._closed:
+            response.close()
 
     def close(self) -> None:
         """Stop the stream (the current connection is closed)."""
@@ -204,8 +213,9 @@ class Stream:
                 for msg in self.decoder.feed(chunk):
                     if is_heartbeat(msg):
                         self.heartbeats += 1
-                        if time.monotonic() - last_data > cfg.stream_starvation_s:
-                            raise _ReconnectNeededError(f"heartbeats only for {cfg.stream_starvation_s:.1f} s (starved)")
+                        starvation = cfg.stream_starvation_s if self.starvation_s is None else self.starvation_s
+                        if time.monotonic() - last_data > starvation:
+                            raise _ReconnectNeededError(f"heartbeats only for {starvation:.1f} s (starved)")
                         if self.yield_heartbeats:
                             yield msg
                         continue

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -65,12 +66,17 @@ def is_monthly(expiration: dt.date) -> bool:
 
 def listed_expirations(underlying: Underlying, as_of: dt.date) -> list[dt.date]:
     """Expirations listed on ``as_of`` that have not yet settled on that date, ascending."""
+    return list(_listed_expirations(underlying, as_of))
+
+
+@lru_cache(maxsize=512)
+def _listed_expirations(underlying: Underlying, as_of: dt.date) -> tuple[dt.date, ...]:
     cal = nyse_calendar()
     horizon = as_of + dt.timedelta(days=DAILY_HORIZON_DAYS)
     last = cal.last_session.date()
     dailies = [d.date() for d in cal.sessions_in_range(pd.Timestamp(as_of), pd.Timestamp(min(horizon, last)))]
     monthlies = _monthlies_between(as_of, min(as_of + dt.timedelta(days=MONTHLY_HORIZON_DAYS), last))
-    return sorted(set(dailies) | set(monthlies))
+    return tuple(sorted(set(dailies) | set(monthlies)))
 
 
 def series_for(underlying: Underlying, expiration: dt.date, as_of: dt.date) -> list[Series]:

@@ -88,6 +88,7 @@ def session_bars(u: Underlying, day: dt.date, minutes: int) -> pd.DataFrame:
     return price_path.session_bars(u, market_calendar.session(day), minutes)
 
 
+@lru_cache(maxsize=65536)
 def is_listed(c: Contract, day: dt.date) -> bool:
     """True when contract ``c`` trades on ``day`` in the simulated market."""
     exp = c.symbol.expiration

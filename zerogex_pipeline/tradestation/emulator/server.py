@@ -626,9 +626,17 @@ class _Handler(BaseHTTPRequestHandler):
         last: dict[str, dict[str, Any]] = {}
         contracts = {sym: mk.contract_of(sym) for sym in symbols if mk.underlying_of(sym) is None}
         seed = ("quote-stream", ",".join(sorted(contracts)))
+        watched = {u for u in (mk.underlying_of(sym) for sym in symbols) if u is not None}
+        watched |= {c.underlying for c in contracts.values() if c is not None}
+        priced_at: tuple[pd.Timestamp, ...] | None = None
         while True:
             now = em.now()
             s = mk.market_day(now)
+            steps = tuple(mk.step_time(u, s, now) for u in sorted(watched, key=lambda u: u.name))
+            if steps == priced_at:  # the simulated market moves once per path step
+                yield []
+                continue
+            priced_at = steps
             by_underlying: dict[str, list[mk.Contract]] = {}
             for c in contracts.values():
                 if c is not None:
