@@ -36,12 +36,16 @@ lint: $(STAMP)
 	$(BIN)/mypy zerogex_pipeline benchmarks
 
 # The Dagster UI and daemon, with the stream engine beside them (its log: data/stream.log). The engine follows the
-# wall clock: it captures today's session when the market is open and waits otherwise; for a replayed session
-# now, run `make ui STREAM_ARGS="--at recent --speed 10"`.
-STREAM_ARGS ?=
+# wall clock: it captures today's session when the market is open and waits otherwise. `make ui REPLAY=recent`
+# replays the latest session at REPLAY_SPEED (10x) through every process instead (one shared ZEROGEX_CLOCK), so the
+# capture-driven refresh, the capture check and the screens move with it.
+REPLAY ?=
+REPLAY_SPEED ?= 10
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	mkdir -p data
-	$(BIN)/zerogex stream $(STREAM_ARGS) > data/stream.log 2>&1 & stream=$$!; \
+	if [ -n "$(REPLAY)" ]; then \
+	    export ZEROGEX_CLOCK=$$($(BIN)/zerogex stream --at $(REPLAY) --speed $(REPLAY_SPEED) --print-clock); fi; \
+	$(BIN)/zerogex stream > data/stream.log 2>&1 & stream=$$!; \
 	trap 'kill $$stream 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/dagster dev -w workspace.yaml
 

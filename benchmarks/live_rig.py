@@ -55,15 +55,17 @@ def at(text: str) -> pd.Timestamp:
 class EmulatorProcess:
     """``zerogex emulator`` in its own process (its streams must not share the engine's GIL), on a free port."""
 
-    def __init__(self, at_: pd.Timestamp, speed: float, heartbeat_s: float, tick_s: float, quotas: bool,
-                 max_proximity: int = 200, log_path: Path | None = None) -> None:
-        args = [sys.executable, "-m", "zerogex_pipeline.cli", "emulator", "--port", "0", "--at", at_.isoformat(),
-                "--speed", str(speed), "--heartbeat", str(heartbeat_s), "--tick", str(tick_s),
-                "--max-strike-proximity", str(max_proximity)]
+    def __init__(self, at_: pd.Timestamp | None, speed: float, heartbeat_s: float, tick_s: float, quotas: bool,
+                 max_proximity: int = 200, log_path: Path | None = None, env: dict[str, str] | None = None) -> None:
+        """``at_`` ``None``: the emulator follows ``$ZEROGEX_CLOCK`` of ``env`` (a replay shared with other processes)."""
+        args = [sys.executable, "-m", "zerogex_pipeline.cli", "emulator", "--port", "0", "--heartbeat", str(heartbeat_s),
+                "--tick", str(tick_s), "--max-strike-proximity", str(max_proximity)]
+        if at_ is not None:
+            args += ["--at", at_.isoformat(), "--speed", str(speed)]
         if not quotas:
             args.append("--no-quotas")
         log = open(log_path, "w") if log_path is not None else subprocess.DEVNULL  # noqa: SIM115
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True)
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
         line = self.proc.stdout.readline() if self.proc.stdout else ""
         found = re.search(r"on (http://\S+?);", line)
         if not found:

@@ -7,6 +7,8 @@ America/New_York. The trading-day partitions and every market-hours decision go 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -150,6 +152,52 @@ def non_trading_weekdays(start: dt.date, end: dt.date) -> list[dt.date]:
     return [d.date() for d in weekdays if d not in sessions]
 
 
+REPLAY_CLOCK_ENV = "ZEROGEX_CLOCK"
+"""A replayed market clock shared by processes: ``AT@SPEED@WALL``, e.g. ``2026-11-27T14:29:00Z@10@1764500000.5``:
+the market is at ``AT`` at Unix time ``WALL`` and moves ``SPEED`` market seconds per second. Unset: the wall clock.
+``zerogex stream --at ... --print-clock`` writes one, so ``make ui`` can replay a session through every process."""
+
+
+@dataclass(frozen=True)
+class ReplayClock:
+    """A replayed market clock (see :data:`REPLAY_CLOCK_ENV`)."""
+
+    at: pd.Timestamp
+    speed: float
+    wall: float
+
+    def now(self) -> pd.Timestamp:
+        return self.at + pd.Timedelta(seconds=(time.time() - self.wall) * self.speed)
+
+    def spec(self) -> str:
+        """The ``ZEROGEX_CLOCK`` value of this clock."""
+        return f"{self.at.tz_convert('UTC'):%Y-%m-%dT%H:%M:%S.%fZ}@{self.speed:g}@{self.wall:.3f}"
+
+
+@lru_cache(maxsize=8)
+def parse_replay_clock(spec: str) -> ReplayClock:
+    """Parse a ``ZEROGEX_CLOCK`` value; a malformed one raises ``ValueError`` naming the variable."""
+    try:
+        at_text, speed_text, wall_text = spec.strip().split("@")
+        at = pd.Timestamp(at_text)
+        clock = ReplayClock(at.tz_localize("UTC") if at.tzinfo is None else at.tz_convert("UTC"), float(speed_text),
+                            float(wall_text))
+    except (ValueError, TypeError):
+        raise ValueError(f"{REPLAY_CLOCK_ENV}: expected AT@SPEED@WALL (e.g. 2026-11-27T14:29:00Z@10@1764500000), "
+                         f"got {spec!r}") from None
+    if not clock.speed > 0:
+        raise ValueError(f"{REPLAY_CLOCK_ENV}: the speed must be positive, got {speed_text!r}")
+    return clock
+
+
+def replay_clock() -> ReplayClock | None:
+    """The replayed clock of ``$ZEROGEX_CLOCK``, or ``None`` when the pipeline follows the wall clock."""
+    spec = os.environ.get(REPLAY_CLOCK_ENV, "").strip()
+    return parse_replay_clock(spec) if spec else None
+
+
 def utc_now() -> pd.Timestamp:
-    """The current instant (UTC). The single clock of the pipeline; tests replace it."""
-    return pd.Timestamp.now(tz="UTC")
+    """The current instant (UTC): the wall clock, or ``$ZEROGEX_CLOCK``'s replay. The single clock of the pipeline;
+    tests replace it."""
+    replay = replay_clock()
+    return pd.Timestamp.now(tz="UTC") if replay is None else replay.now()

@@ -33,10 +33,25 @@ def time_to_expiry_years(
 ) -> npt.NDArray[np.float64]:
     """Years from ``as_of`` to ``settles`` (both tz-aware); 0 once settled, floored before that."""
     # int64 nanoseconds: subtracting tz-aware object arrays built a Timestamp per row (150 ms for 3k rows)
-    nanos = _utc_nanos(settles) - _utc_nanos(as_of)
-    seconds = nanos / 1e9
+    return years_between_nanos(_utc_nanos(as_of), _utc_nanos(settles), floor_minutes)
+
+
+def years_between_nanos(as_of_ns: npt.NDArray[np.int64] | int, settles_ns: npt.NDArray[np.int64],
+                        floor_minutes: float = DEFAULT_FLOOR_MINUTES) -> npt.NDArray[np.float64]:
+    """:func:`time_to_expiry_years` on instants given as nanoseconds since the epoch (UTC)."""
+    seconds = (np.asarray(settles_ns, dtype=np.int64) - np.asarray(as_of_ns, dtype=np.int64)) / 1e9
     floored = np.maximum(seconds, floor_minutes * 60.0)
-    return np.where(seconds > 0.0, floored, 0.0) / SECONDS_PER_YEAR
+    return np.asarray(np.where(seconds > 0.0, floored, 0.0) / SECONDS_PER_YEAR, dtype=np.float64)
+
+
+def settlement_nanos(days: npt.NDArray[np.int64], am: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+    """Settlement instants (UTC nanoseconds) of contracts given their expiration as days since the epoch and whether
+    they settle AM; computed once per distinct (date, style) and spread back."""
+    pairs, inverse = np.unique(days * 2 + am.astype(np.int64), return_inverse=True)
+    expirations = pd.Series(pd.to_datetime(pairs // 2, unit="D"))
+    styles = pd.Series(np.where(pairs % 2 == 1, "AM", "PM"))
+    unique = _utc_nanos(settlement_instants(expirations, styles))
+    return unique[np.asarray(inverse).reshape(-1)]
 
 
 def _utc_nanos(values: pd.Series) -> npt.NDArray[np.int64]:

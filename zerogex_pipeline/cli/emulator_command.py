@@ -6,6 +6,7 @@ import argparse
 
 import pandas as pd
 
+from zerogex_pipeline import market_calendar
 from zerogex_pipeline.tradestation.emulator import Emulator, Faults
 
 
@@ -19,13 +20,17 @@ def _handle(args: argparse.Namespace) -> int:
         revoke_refresh_tokens=args.revoke_refresh_tokens, dual_logon_streams=args.dual_logon_streams,
     )
     clock = None
+    market_clock = None
+    if market_calendar.replay_clock() is not None and not args.at:  # share $ZEROGEX_CLOCK's replay exactly
+        market_clock = market_calendar.utc_now
     if args.at:
         at = pd.Timestamp(args.at)
         at = at.tz_localize("UTC") if at.tzinfo is None else at.tz_convert("UTC")
         clock = lambda: at  # noqa: E731
     quotas: dict[str, tuple[int, float]] | None = {} if args.no_quotas else None
     em = Emulator(port=args.port, host=args.host, clock=clock, speed=args.speed, heartbeat_s=args.heartbeat,
-                  tick_s=args.tick, quotas=quotas, faults=faults, max_strike_proximity=args.max_strike_proximity)
+                  tick_s=args.tick, quotas=quotas, faults=faults, max_strike_proximity=args.max_strike_proximity,
+                  market_clock=market_clock)
     print(f"TradeStation emulator on {em.url}; point the pipeline at it with:\n"
           f"  export TRADESTATION_API_URL={em.url} TRADESTATION_AUTH_URL={em.url}\n"
           f"  export TRADESTATION_CLIENT_ID=dev TRADESTATION_CLIENT_SECRET=dev TRADESTATION_REFRESH_TOKEN=dev\n"

@@ -100,8 +100,14 @@ def _handle(args: argparse.Namespace) -> int:
     options = engine_options(settings, args)
     at = parse_at(args.at) if args.at else None
     if args.speed != 1.0 and at is None:
-        raise ValueError("--speed: only with --at (a replay); the live session runs at the wall clock")
+        raise ValueError("--speed: only with --at (a replay); the live session runs at the wall clock "
+                         f"(or at {market_calendar.REPLAY_CLOCK_ENV}'s replay)")
     clock = EngineClock(at, args.speed)
+    if args.print_clock:
+        print(clock.spec())
+        return 0
+    if clock.replay:  # this process's own reads of the pipeline clock (stores, alerts) follow the replay too
+        os.environ[market_calendar.REPLAY_CLOCK_ENV] = clock.spec()
     feed = build_feed(settings, clock, settings.bar_minutes)
     reporter = DagsterReporter(settings, enabled=not args.no_dagster_events)
     alerts = LiveAlerts(settings, settings.snapshot_minutes, run_id=f"stream:{os.getpid()}")
@@ -145,5 +151,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    "given), e.g. 2026-11-27T09:25; 'recent': one minute before the latest session's open")
     p.add_argument("--speed", type=float, default=1.0, help="replay speed: market seconds per second (with --at)")
     p.add_argument("--no-dagster-events", action="store_true", help="do not report events to the Dagster instance")
+    p.add_argument("--print-clock", action="store_true", help="print the replay clock as a ZEROGEX_CLOCK value (for "
+                   "other processes to share it) and exit")
     p.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
     p.set_defaults(handler=_handle)

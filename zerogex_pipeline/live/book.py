@@ -30,6 +30,7 @@ class BookView:
     """A consistent copy of a :class:`ContractBook` (rows = contracts, in the order they were added)."""
 
     symbol: list[str]
+    """Shared with the book (it only ever appends): read the first ``len(view)`` entries."""
     expiration: npt.NDArray[np.datetime64]
     settlement: npt.NDArray[np.str_]
     is_call: npt.NDArray[np.bool_]
@@ -43,7 +44,7 @@ class BookView:
         return self.values[:, FIELD[name]]
 
     def __len__(self) -> int:
-        return len(self.symbol)
+        return len(self.strike)
 
 
 class ContractBook:
@@ -131,7 +132,7 @@ class ContractBook:
         with self._lock:
             n = self._n
             return BookView(
-                symbol=list(self._symbol), expiration=self._expiration[:n].copy(),
+                symbol=self._symbol, expiration=self._expiration[:n].copy(),
                 settlement=self._settlement[:n].copy(), is_call=self._is_call[:n].copy(),
                 strike=self._strike[:n].copy(), stream=self._stream[:n].copy(), values=self._values[:n].copy(),
                 quote_ts=self._quote_ts[:n].copy(),

@@ -27,6 +27,9 @@ class EngineClock:
 
     def __init__(self, at: pd.Timestamp | None = None, speed: float = 1.0,
                  source: Callable[[], pd.Timestamp] = market_calendar.utc_now) -> None:
+        replay = market_calendar.replay_clock() if at is None and source is market_calendar.utc_now else None
+        if replay is not None:  # $ZEROGEX_CLOCK: the replay every process of the pipeline shares
+            at, speed = replay.now(), replay.speed
         if speed <= 0:
             raise ValueError(f"--speed: expected a positive number of market seconds per second, got {speed}")
         if at is not None and at.tzinfo is None:
@@ -47,6 +50,11 @@ class EngineClock:
         if self.at is None:
             return self._source()
         return self.at + pd.Timedelta(seconds=(time.monotonic() - self._wall0) * self.speed)
+
+    def spec(self) -> str:
+        """This clock as a ``$ZEROGEX_CLOCK`` value (other processes then share its market time)."""
+        now = self.now()
+        return market_calendar.ReplayClock(now, self.speed, time.time()).spec()
 
     def market_at(self, monotonic: float) -> pd.Timestamp:
         """The market instant at the ``time.monotonic()`` reading ``monotonic`` (now's offset applied)."""

@@ -43,7 +43,6 @@ from zerogex_pipeline.live.publish import DagsterReporter, LiveAlerts, capture_e
 from zerogex_pipeline.live.snapshot import (
     SnapshotArrays,
     capture_frame,
-    levels_frame,
     levels_row,
     snapshot_arrays,
     window_mask,
@@ -367,7 +366,7 @@ class StreamEngine:
                   states: dict[str, UnderlyingState], spot_ids: dict[str, int],
                   opened: dict[tuple[str, dt.date], OpenedExpiration], stats: SessionStats) -> None:
         instant = now.floor("ms")
-        rows: dict[str, pd.DataFrame] = {}
+        rows: dict[str, pd.DataFrame | list[dict[str, Any]]] = {}
         for u in self.options.underlyings:
             started = time.perf_counter_ns()
             tracked = self._tracked(u, opened)
@@ -376,7 +375,7 @@ class StreamEngine:
                 continue
             row = self._levels(session, u, snap, self._missing(u, opened, spot_ids, tracked), started)
             stats.compute_ms.append(float(row["compute_ms"]))  # type: ignore[arg-type]
-            rows[u.key] = levels_frame([row])
+            rows[u.key] = [row]
             log.info(level_line(row, 0.0))
         self._write(CaptureBatch(levels=rows, bars=self._bars(session, states)), stats, states)
 
@@ -386,7 +385,7 @@ class StreamEngine:
         crossed = self._crossed_wall(instant)
         cut_wall = time.monotonic()
         pending = PendingCapture(instant, crossed, cut_wall, {}, {}, {})
-        level_rows: dict[str, pd.DataFrame] = {}
+        level_rows: dict[str, pd.DataFrame | list[dict[str, Any]]] = {}
         for u in self.options.underlyings:
             started = time.perf_counter_ns()
             tracked = self._tracked(u, opened)
@@ -416,7 +415,7 @@ class StreamEngine:
             row = self._levels(session, u, snap, self._missing(u, opened, spot_ids, tracked), started)
             pending.levels[u.key] = row
             stats.compute_ms.append(float(row["compute_ms"]))  # type: ignore[arg-type]
-            level_rows[u.key] = levels_frame([row])
+            level_rows[u.key] = [row]
         self._write(CaptureBatch(levels=level_rows, bars=self._bars(session, states)), stats, states)
         latency = time.monotonic() - crossed
         stats.snapshot_latency_s.append(latency)
@@ -564,7 +563,7 @@ class StreamEngine:
 def _take(snap: SnapshotArrays, rows: np.ndarray) -> SnapshotArrays:
     """The rows ``rows`` of a snapshot."""
     return SnapshotArrays(
-        instant=snap.instant, spot=snap.spot, symbol=[snap.symbol[i] for i in rows], expiration=snap.expiration[rows],
+        instant=snap.instant, spot=snap.spot, symbol=snap.symbol[rows], expiration=snap.expiration[rows],
         settlement=snap.settlement[rows], is_call=snap.is_call[rows], strike=snap.strike[rows], bid=snap.bid[rows],
         ask=snap.ask[rows], last=snap.last[rows], mid=snap.mid[rows], volume=snap.volume[rows],
         open_interest=snap.open_interest[rows], iv=snap.iv[rows], greeks={k: v[rows] for k, v in snap.greeks.items()},

@@ -19,7 +19,7 @@ import pandas as pd
 
 from zerogex_pipeline.analytics.chain import IV_SOURCES, choose_iv_arrays
 from zerogex_pipeline.analytics.engine import Chain
-from zerogex_pipeline.analytics.expiry import settlement_instants, time_to_expiry_years
+from zerogex_pipeline.analytics.expiry import settlement_nanos, years_between_nanos
 from zerogex_pipeline.analytics.levels import chain_levels, expiration_codes
 from zerogex_pipeline.live.book import BookView, Spot
 from zerogex_pipeline.schemas import CAPTURED_QUOTES, LIVE_LEVELS
@@ -35,7 +35,7 @@ class SnapshotArrays:
 
     instant: pd.Timestamp
     spot: Spot
-    symbol: list[str]
+    symbol: npt.NDArray[np.object_]
     expiration: npt.NDArray[np.datetime64]
     settlement: npt.NDArray[np.str_]
     is_call: npt.NDArray[np.bool_]
@@ -67,13 +67,12 @@ def window_mask(view: BookView, spot: float, distance_pct: float,
 
 def snapshot_arrays(view: BookView, mask: npt.NDArray[np.bool_], instant: pd.Timestamp, spot: Spot,
                     stream_kind: npt.NDArray[np.int64]) -> SnapshotArrays:
-    """The masked contracts, ordered by expiration, strike and symbol, with the schema's defaults applied.
+    """The masked contracts, ordered by expiration, strike, calls first, settlement; the schema's defaults applied.
 
     ``stream_kind`` gives each row of ``view`` its stream kind code (index into :data:`STREAM_KINDS`).
     """
     idx = np.flatnonzero(mask)
-    symbols = np.asarray(view.symbol, dtype=object)[idx]
-    order = np.lexsort((symbols.astype(str), view.strike[idx], view.expiration[idx]))
+    order = np.lexsort((view.settlement[idx], ~view.is_call[idx], view.strike[idx], view.expiration[idx]))
     idx = idx[order]
     values = view.values[idx]
 
@@ -84,7 +83,7 @@ def snapshot_arrays(view: BookView, mask: npt.NDArray[np.bool_], instant: pd.Tim
     ask = np.nan_to_num(col(1), nan=0.0)
     mid = np.where(np.isfinite(col(3)), col(3), np.round((bid + ask) / 2.0, 4))
     return SnapshotArrays(
-        instant=instant, spot=spot, symbol=[str(s) for s in np.asarray(view.symbol, dtype=object)[idx]],
+        instant=instant, spot=spot, symbol=np.asarray(view.symbol[: len(view)], dtype=object)[idx],
         expiration=view.expiration[idx], settlement=view.settlement[idx], is_call=view.is_call[idx],
         strike=view.strike[idx], bid=bid, ask=ask, last=col(2), mid=mid,
         volume=np.nan_to_num(col(4), nan=0.0), open_interest=np.nan_to_num(col(5), nan=0.0), iv=col(6),
@@ -116,8 +115,9 @@ def snapshot_chain(snap: SnapshotArrays, rate: float, dividend_yield: float) -> 
     labeled per (date, settlement).
     """
     n = len(snap)
-    settles = settlement_instants(pd.Series(snap.expiration.astype("datetime64[ns]")), pd.Series(snap.settlement))
-    T = time_to_expiry_years(pd.Series(pd.DatetimeIndex([snap.instant] * n)), settles)
+    days = snap.expiration.astype("datetime64[D]").astype(np.int64)
+    settles = settlement_nanos(days, snap.settlement == "AM")
+    T = years_between_nanos(int(snap.instant.as_unit("ns").value), settles)
     spot = np.full(n, snap.spot.price)
     choice = choose_iv_arrays(snap.iv, snap.bid, snap.ask, snap.mid, snap.last, spot, snap.strike, T, rate,
                               dividend_yield, snap.is_call)

@@ -1,52 +1,52 @@
 """The stream capture and the live levels: what ``zerogex stream`` writes and what the assets, the CLI and the
 live screen read back.
 
-Tables (one set per underlying schema, declared in :mod:`zerogex_pipeline.schemas`): ``captured_quotes`` (one
-row per contract and snapshot instant), ``captured_bars`` (the underlying's closed bars from its bar stream)
-and ``live_levels`` (one row per ``--interval`` computation).
+Tables (declared in :mod:`zerogex_pipeline.schemas`): ``captured_quotes`` (one row per contract and snapshot
+instant), ``captured_bars`` (the underlying's closed bars from its bar stream) and ``live_levels`` (one row per
+``--interval`` computation), one set per underlying.
 
-Writes are **append-only and idempotent**: ``INSERT ... ON CONFLICT DO NOTHING`` on the primary key, so a
-snapshot instant is stored once, a restarted engine re-sending it adds nothing, and nothing ever overwrites a
-captured row. One :meth:`CaptureStore.write` call is one transaction (every underlying's rows of that moment),
-so a crash leaves whole instants or nothing.
+Writes are **append-only and idempotent**: insert-or-ignore on the primary key, so a snapshot instant is stored
+once, a restarted engine re-sending it adds nothing, and nothing ever overwrites a captured row. One
+:meth:`CaptureStore.write` call is one transaction (every underlying's rows of that moment), so a crash leaves
+whole instants or nothing.
 
-Where: on PostgreSQL (``ZEROGEX_DATABASE_URL``) the tables sit beside the assets' tables and come from the
-migrations (hypertables with compression under TimescaleDB); ``ON CONFLICT DO NOTHING`` on the primary key
-keeps them idempotent. In the embedded default they live in their own DuckDB file,
-``$ZEROGEX_DATA_DIR/live.duckdb``: DuckDB lets one process at a time hold a file, a Dagster run holds
-``zerogex.duckdb`` for the seconds a partition write takes, and the engine must commit every few seconds; in a
-file of their own, each side holds it for milliseconds (one short transaction per open). Those DuckDB tables
-have no primary-key index: DuckDB loads a table's whole index at a connection's first insert (measured 40 ms
-for a day of live levels, growing with the table), so a write instead skips the instants already stored
-(:data:`INSTANT_KEYS`, found through the row groups' min/max statistics, as rows arrive in time order).
+Where:
+
+- **PostgreSQL** (``ZEROGEX_DATABASE_URL``): beside the assets' tables, in the underlying's schema, from the
+  migrations (hypertables with compression under TimescaleDB); ``INSERT ... ON CONFLICT DO NOTHING``.
+- **Embedded default**: an SQLite file of its own, ``$ZEROGEX_DATA_DIR/live.sqlite`` (tables ``spy__captured_quotes``
+  and so on), in write-ahead-log mode. The engine commits every few seconds and Dagster runs, the CLI and the live
+  screen read while it does. The asset store's DuckDB file lets one process at a time hold it, and opening and
+  closing it costs 50 ms median (measured, more under load) against a 50 ms budget per computation; in WAL mode
+  SQLite readers never block the writer nor the writer them, a commit takes about a millisecond, and the
+  primary-key index lives on disk (no per-connection load). Instants are stored as int64 nanoseconds (UTC),
+  dates as ``YYYY-MM-DD``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import duckdb
+import numpy as np
 import pandas as pd
 import psycopg
 
 from zerogex_pipeline.schemas import CAPTURED_BARS, CAPTURED_QUOTES, LIVE_LEVELS, AssetSchema
 from zerogex_pipeline.settings import Settings
-from zerogex_pipeline.storage.duckdb_files import DEFAULT_WAIT_S, open_duckdb
 from zerogex_pipeline.storage.table_slices import StorageError, is_conformed, quote_ident
 from zerogex_pipeline.underlyings import Underlying
 
-CAPTURE_FILE = "live.duckdb"
-SMALL_INSERT_ROWS = 16
-"""Up to this many rows go in as bound VALUES; more are scanned from the frame (cheaper per row, costlier to set up)."""
-INSTANT_KEYS = {"captured_quotes": ("session_date", "expiration", "snapshot_ts"), "captured_bars": ("session_date", "ts"),
-                "live_levels": ("session_date", "snapshot_ts")}
-"""What one write is idempotent per, in the embedded store: an expiration's snapshot instant, a bar, a levels row."""
-_TABLES_MADE: set[tuple[str, str]] = set()
-"""(embedded file, underlying key) whose capture tables this process has made sure of."""
+CAPTURE_FILE = "live.sqlite"
+DEFAULT_WAIT_S = 30.0
+_SQLITE_TYPE = {"text": "TEXT", "date": "TEXT", "timestamptz": "INTEGER", "double": "REAL", "bigint": "INTEGER"}
+_TABLES = (CAPTURED_QUOTES, CAPTURED_BARS, LIVE_LEVELS)
 
 
 @dataclass
@@ -55,14 +55,16 @@ class CaptureBatch:
 
     quotes: dict[str, pd.DataFrame] = field(default_factory=dict)
     bars: dict[str, pd.DataFrame] = field(default_factory=dict)
-    levels: dict[str, pd.DataFrame] = field(default_factory=dict)
+    levels: dict[str, pd.DataFrame | list[dict[str, Any]]] = field(default_factory=dict)
+    """Live-levels rows as a frame, or as records with every ``LIVE_LEVELS`` column (the engine's own rows: a
+    frame of one row costs more to build than the rest of the write)."""
 
-    def tables(self) -> Iterator[tuple[str, AssetSchema, pd.DataFrame]]:
-        """``(underlying key, schema, rows)`` of every non-empty frame."""
+    def tables(self) -> Iterator[tuple[str, AssetSchema, pd.DataFrame | list[dict[str, Any]]]]:
+        """``(underlying key, schema, rows)`` of every non-empty frame or record list."""
         for frames, schema in ((self.quotes, CAPTURED_QUOTES), (self.bars, CAPTURED_BARS),
                                (self.levels, LIVE_LEVELS)):
             for key, frame in frames.items():
-                if not frame.empty:
+                if len(frame):
                     yield key, schema, frame
 
 
@@ -71,19 +73,26 @@ class CaptureStore:
 
     Args:
         settings: picks PostgreSQL (``database_url``) or the embedded file under ``data_dir``.
-        wait_s: embedded store only: seconds an opener waits while another process holds the file.
+        wait_s: embedded store: seconds a writer waits for another writer's transaction to end.
     """
 
     def __init__(self, settings: Settings, wait_s: float = DEFAULT_WAIT_S) -> None:
         self.settings = settings
         self.wait_s = wait_s
         self._pg: psycopg.Connection | None = None
+        self._sqlite: sqlite3.Connection | None = None
         self._ready: set[str] = set()
+        self._lock = threading.Lock()
 
     @property
     def kind(self) -> str:
-        """``postgres`` or ``duckdb``."""
-        return "postgres" if self.settings.database_url else "duckdb"
+        """``postgres`` or ``sqlite``."""
+        return "postgres" if self.settings.database_url else "sqlite"
+
+    @property
+    def path(self) -> Path:
+        """The embedded capture file."""
+        return self.settings.data_dir / CAPTURE_FILE
 
     @property
     def location(self) -> str:
@@ -92,13 +101,17 @@ class CaptureStore:
             from zerogex_pipeline.storage.postgres_io_manager import redact_url
 
             return redact_url(self.settings.database_url)
-        return str(self.settings.data_dir / CAPTURE_FILE)
+        return str(self.path)
 
     def close(self) -> None:
-        """Close the PostgreSQL connection kept between writes (no-op for the embedded file)."""
-        if self._pg is not None:
-            self._pg.close()
-            self._pg = None
+        """Close the connection kept between calls."""
+        with self._lock:
+            if self._pg is not None:
+                self._pg.close()
+                self._pg = None
+            if self._sqlite is not None:
+                self._sqlite.close()
+                self._sqlite = None
 
     # ------------------------------------------------------------------ writes
     def write(self, batch: CaptureBatch) -> dict[str, int]:
@@ -110,18 +123,28 @@ class CaptureStore:
             StorageError: the store refused the write (nothing of the batch is stored).
         """
         inserted: dict[str, int] = {}
-        parts = list(batch.tables())
+        parts = []
+        for key, schema, frame in batch.tables():
+            if isinstance(frame, list):
+                if self.kind == "sqlite" and len({tuple(r[c] for c in schema.primary_key) for r in frame}) == len(frame):
+                    parts.append((key, schema, frame))
+                    continue
+                frame = pd.DataFrame.from_records(frame)
+            rows = frame if is_conformed(schema, frame) else schema.conform(frame)
+            repeated = rows.duplicated(list(schema.primary_key))
+            if repeated.any():
+                first = rows.loc[repeated, list(schema.primary_key)].iloc[0].to_dict()
+                raise StorageError(f"{key}.{schema.name}: {int(repeated.sum())} rows repeat a primary key within "
+                                   f"one write (first: {first}); nothing of this write was stored")
+            parts.append((key, schema, rows))
         if not parts:
             return inserted
-        with self._transaction({key for key, _, _ in parts}) as (kind, conn):
-            for key, schema, frame in parts:
-                rows = frame if is_conformed(schema, frame) else schema.conform(frame)
-                repeated = rows.duplicated(list(schema.primary_key))
-                if repeated.any():
-                    first = rows.loc[repeated, list(schema.primary_key)].iloc[0].to_dict()
-                    raise StorageError(f"{key}.{schema.name}: {int(repeated.sum())} rows repeat a primary key "
-                                       f"within one write (first: {first}); nothing of this write was stored")
-                n = (_insert_new_duckdb if kind == "duckdb" else _insert_new_postgres)(conn, key, schema, rows)
+        with self._write_transaction({key for key, _, _ in parts}) as conn:
+            for key, schema, rows in parts:
+                if self.kind == "sqlite":
+                    n = _insert_new_sqlite(conn, key, schema, rows)
+                else:
+                    n = _insert_new_postgres(conn, key, schema, rows)
                 inserted[schema.name] = inserted.get(schema.name, 0) + n
         return inserted
 
@@ -144,7 +167,9 @@ class CaptureStore:
         rows = self._rows(underlying, CAPTURED_QUOTES, sql, [session_date])
         frame = pd.DataFrame(rows, columns=["expiration", "snapshot_ts", "contracts"])
         frame["expiration"] = pd.to_datetime(frame["expiration"]).astype("datetime64[ns]")
-        frame["snapshot_ts"] = pd.to_datetime(frame["snapshot_ts"], utc=True)
+        stamps = frame["snapshot_ts"]
+        frame["snapshot_ts"] = (pd.to_datetime(stamps.astype("int64"), unit="ns", utc=True) if self.kind == "sqlite"
+                                else pd.to_datetime(stamps, utc=True)).astype("datetime64[ns, UTC]")
         frame["contracts"] = frame["contracts"].astype("int64")
         return frame
 
@@ -157,8 +182,8 @@ class CaptureStore:
             params.append(session_date)
         if since is not None:
             clauses.append("snapshot_ts > %s")
-            params.append(pd.Timestamp(since).tz_convert("UTC").to_pydatetime())
-        where = " AND ".join(clauses) or "TRUE"
+            params.append(pd.Timestamp(since).tz_convert("UTC"))
+        where = " AND ".join(clauses) or "1 = 1"
         if latest:
             return self._select(underlying, LIVE_LEVELS, where, params,
                                 "session_date DESC, snapshot_ts DESC LIMIT 1")
@@ -168,32 +193,48 @@ class CaptureStore:
                 order: str) -> pd.DataFrame:
         cols = ", ".join(quote_ident(c) for c in schema.column_names)
         sql = f"SELECT {cols} FROM {{table}} WHERE {where} ORDER BY {order}"
+        rows = self._rows(underlying, schema, sql, params)
         if self.kind == "postgres":
             from zerogex_pipeline.storage.postgres_io_manager import frame_from_rows
 
-            return frame_from_rows(self._rows(underlying, schema, sql, params), schema)
-        with self._duckdb_read(underlying.key, schema) as conn:
-            if conn is None:
-                return schema.empty_frame()
-            frame = conn.execute(sql.format(table=_table(underlying.key, schema)).replace("%s", "?"),
-                                 list(params)).df()
-        return schema.conform(frame)
+            return frame_from_rows(rows, schema)
+        return _frame_from_sqlite(rows, schema)
 
     def _rows(self, underlying: Underlying, schema: AssetSchema, sql: str, params: Sequence[Any]
               ) -> list[tuple[Any, ...]]:
-        statement = sql.format(table=_table(underlying.key, schema))
         if self.kind == "postgres":
-            with self._transaction({underlying.key}) as (_, conn), conn.cursor() as cur:
-                cur.execute(statement.encode(), list(params))
+            statement = sql.format(table=_pg_table(underlying.key, schema))
+            with self._write_transaction({underlying.key}) as conn, conn.cursor() as cur:
+                cur.execute(statement.encode(), [_pg_value(p) for p in params])
                 return list(cur.fetchall())
-        with self._duckdb_read(underlying.key, schema) as dconn:
-            if dconn is None:
-                return []
-            return list(dconn.execute(statement.replace("%s", "?"), list(params)).fetchall())
+        if not self.path.exists():
+            return []
+        statement = sql.format(table=_sqlite_table(underlying.key, schema)).replace("%s", "?")
+        with self._lock:
+            conn = self._sqlite_connection()
+            try:
+                return list(conn.execute(statement, [_sqlite_value(p) for p in params]).fetchall())
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):
+                    return []
+                raise StorageError(f"{self.path}: capture store read failed: {exc}") from None
 
     # ------------------------------------------------------------------ connections
+    def _sqlite_connection(self) -> sqlite3.Connection:
+        if self._sqlite is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                conn = sqlite3.connect(self.path, timeout=self.wait_s, isolation_level=None,
+                                       check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.Error as exc:
+                raise StorageError(f"{self.path}: cannot open the capture store: {exc}") from None
+            self._sqlite = conn
+        return self._sqlite
+
     @contextmanager
-    def _transaction(self, keys: set[str]) -> Iterator[tuple[str, Any]]:
+    def _write_transaction(self, keys: set[str]) -> Iterator[Any]:
         if self.settings.database_url:
             url = self.settings.database_url
             from zerogex_pipeline.storage.postgres_io_manager import (
@@ -203,110 +244,145 @@ class CaptureStore:
             )
             from zerogex_pipeline.storage.postgres_migrations import TimescalePolicy
 
-            if self._pg is None or self._pg.closed:
-                self._pg = open_connection(url)
-            conn = self._pg
+            with self._lock:
+                if self._pg is None or self._pg.closed:
+                    self._pg = open_connection(url)
+                conn = self._pg
+                try:
+                    for key in sorted(keys - self._ready):
+                        prepare_schema(conn, url, key, True, TimescalePolicy())
+                        self._ready.add(key)
+                    with conn.transaction():
+                        yield conn
+                except psycopg.Error as exc:
+                    conn.close()
+                    self._pg = None
+                    raise describe_error(exc, url, f"capture store ({', '.join(sorted(keys))})") from None
+            return
+        with self._lock:
+            lite = self._sqlite_connection()
             try:
                 for key in sorted(keys - self._ready):
-                    prepare_schema(conn, url, key, True, TimescalePolicy())
+                    ensure_capture_tables(lite, key)
                     self._ready.add(key)
-                with conn.transaction():
-                    yield "postgres", conn
-            except psycopg.Error as exc:
-                self.close()
-                raise describe_error(exc, url, f"capture store ({', '.join(sorted(keys))})") from None
-            return
-        path = self.settings.data_dir / CAPTURE_FILE
-        dconn = open_duckdb(path, read_only=False, wait_s=self.wait_s)
-        try:
-            for key in sorted(keys):
-                if (str(path), key) not in _TABLES_MADE:
-                    ensure_capture_tables(dconn, key)
-                    _TABLES_MADE.add((str(path), key))
-            dconn.begin()
-            try:
-                yield "duckdb", dconn
-            except BaseException:
-                dconn.rollback()
-                raise
-            dconn.commit()
-        except duckdb.Error as exc:
-            raise StorageError(f"{path}: capture store write failed: {exc}") from None
-        finally:
-            dconn.close()
-
-    @contextmanager
-    def _duckdb_read(self, key: str, schema: AssetSchema) -> Iterator[duckdb.DuckDBPyConnection | None]:
-        """A read-only connection, or ``None`` when nothing was captured yet (no file or no table)."""
-        path = self.settings.data_dir / CAPTURE_FILE
-        if not path.exists():
-            yield None
-            return
-        conn = open_duckdb(path, read_only=True, wait_s=self.wait_s)
-        try:
-            found = conn.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-                                 [key, schema.name]).fetchall()
-            yield conn if found else None
-        except duckdb.Error as exc:
-            raise StorageError(f"{path}: capture store read failed: {exc}") from None
-        finally:
-            conn.close()
+                lite.execute("BEGIN IMMEDIATE")
+                try:
+                    yield lite
+                except BaseException:
+                    lite.execute("ROLLBACK")
+                    raise
+                lite.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StorageError(f"{self.path}: capture store write failed: {exc}") from None
 
 
-def _table(key: str, schema: AssetSchema) -> str:
+def _pg_table(key: str, schema: AssetSchema) -> str:
     return f"{quote_ident(key)}.{quote_ident(schema.name)}"
 
 
-def ensure_capture_tables(conn: duckdb.DuckDBPyConnection, key: str) -> None:
-    """Create the underlying's schema and capture tables in the embedded capture file if missing (no key index)."""
-    from zerogex_pipeline.schemas import SQL_TYPE
-    from zerogex_pipeline.storage.duckdb_io_manager import run_sql
+def _sqlite_table(key: str, schema: AssetSchema) -> str:
+    return quote_ident(f"{key}__{schema.name}")
 
-    run_sql(conn, f"CREATE SCHEMA IF NOT EXISTS {quote_ident(key)}")
-    for schema in (CAPTURED_QUOTES, CAPTURED_BARS, LIVE_LEVELS):
-        cols = ", ".join(f"{quote_ident(c.name)} {SQL_TYPE[c.kind]}{'' if c.nullable else ' NOT NULL'}"
+
+def ensure_capture_tables(conn: sqlite3.Connection, key: str) -> None:
+    """Create the underlying's capture tables in the embedded capture file if missing."""
+    for schema in _TABLES:
+        cols = ", ".join(f"{quote_ident(c.name)} {_SQLITE_TYPE[c.kind]}{'' if c.nullable else ' NOT NULL'}"
                          for c in schema.columns)
-        run_sql(conn, f"CREATE TABLE IF NOT EXISTS {_table(key, schema)} ({cols})")
+        pk = ", ".join(quote_ident(c) for c in schema.primary_key)
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {_sqlite_table(key, schema)} ({cols}, PRIMARY KEY ({pk}))")
 
 
-def _insert_new_duckdb(conn: duckdb.DuckDBPyConnection, key: str, schema: AssetSchema, rows: pd.DataFrame) -> int:
-    """Insert the rows of ``rows`` whose instant (:data:`INSTANT_KEYS`) is not stored yet; return how many."""
-    table = _table(key, schema)
-    instant = list(INSTANT_KEYS[schema.name])
-    wanted = rows[instant].drop_duplicates()
-    days = sorted({pd.Timestamp(d).date() for d in wanted["session_date"]})
-    last = instant[-1]
-    stamps = [pd.Timestamp(t).to_pydatetime() for t in wanted[last]]
-    stored = conn.execute(
-        f"SELECT DISTINCT {', '.join(quote_ident(c) for c in instant)} FROM {table} "
-        f"WHERE session_date IN (SELECT unnest(?::DATE[])) AND {quote_ident(last)} IN (SELECT unnest(?::TIMESTAMPTZ[]))",
-        [days, stamps]).df()
-    if len(stored):
-        for c in instant:
-            stored[c] = (pd.to_datetime(stored[c], utc=True).astype("datetime64[ns, UTC]") if c in ("snapshot_ts", "ts")
-                         else pd.to_datetime(stored[c]).astype("datetime64[ns]"))
-        taken = rows[instant].merge(stored.assign(_taken=True), on=instant, how="left")["_taken"].fillna(False)
-        rows = rows[~taken.to_numpy(bool)]
-    if rows.empty:
-        return 0
+def _sqlite_value(value: Any) -> Any:
+    """A bound parameter in the embedded file's representation."""
+    if isinstance(value, pd.Timestamp):
+        return int(value.tz_convert("UTC").value) if value.tzinfo else int(value.value)
+    if isinstance(value, dt.datetime):
+        return _sqlite_value(pd.Timestamp(value))
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def _pg_value(value: Any) -> Any:
+    return value.to_pydatetime() if isinstance(value, pd.Timestamp) else value
+
+
+def _sqlite_columns(schema: AssetSchema, rows: pd.DataFrame) -> list[np.ndarray]:
+    """Each column as an object array of SQLite values (``None`` for nulls)."""
+    out = []
+    for col in schema.columns:
+        series = rows[col.name]
+        if col.kind == "timestamptz":
+            values = pd.DatetimeIndex(series).tz_convert("UTC").as_unit("ns").asi8.astype(object)
+        elif col.kind == "date":
+            values = pd.DatetimeIndex(series).strftime("%Y-%m-%d").to_numpy(dtype=object)
+        elif col.kind == "double":
+            values = series.to_numpy(dtype=np.float64).astype(object)
+        elif col.kind == "bigint":
+            values = series.to_numpy(dtype=np.int64).astype(object)
+        else:
+            values = series.astype(object).to_numpy()
+        null = series.isna().to_numpy()
+        if null.any():
+            values = values.copy()
+            values[null] = None
+        out.append(values)
+    return out
+
+
+def _sqlite_row(schema: AssetSchema, record: tuple[Any, ...]) -> tuple[Any, ...]:
+    """One row's SQLite values, value by value (cheaper than the column path for a few rows)."""
+    out: list[Any] = []
+    for col, value in zip(schema.columns, record, strict=True):
+        if value is None or value is pd.NaT or value is pd.NA or (isinstance(value, float) and value != value):
+            out.append(None)
+        elif col.kind == "timestamptz":
+            out.append(int(pd.Timestamp(value).tz_convert("UTC").value))
+        elif col.kind == "date":
+            out.append(f"{pd.Timestamp(value):%Y-%m-%d}")
+        elif col.kind == "double":
+            out.append(float(value))
+        elif col.kind == "bigint":
+            out.append(int(value))
+        else:
+            out.append(str(value))
+    return tuple(out)
+
+
+def _insert_new_sqlite(conn: sqlite3.Connection, key: str, schema: AssetSchema,
+                       rows: pd.DataFrame | list[dict[str, Any]]) -> int:
     cols = ", ".join(quote_ident(c) for c in schema.column_names)
-    if len(rows) <= SMALL_INSERT_ROWS:
-        marks = ", ".join("?" * len(schema.column_names))
-        values = ", ".join(f"({marks})" for _ in range(len(rows)))
-        params = [None if _missing(v) else (v.to_pydatetime() if isinstance(v, pd.Timestamp) else v)
-                  for record in rows.itertuples(index=False) for v in record]
-        conn.execute(f"INSERT INTO {table} ({cols}) VALUES {values}", params).fetchall()
-        return len(rows)
-    conn.register("zerogex_capture", rows)
-    try:
-        conn.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM zerogex_capture").fetchall()
-    finally:
-        conn.unregister("zerogex_capture")
-    return len(rows)
+    marks = ", ".join("?" * len(schema.column_names))
+    if isinstance(rows, list):
+        missing = [c for c in schema.column_names if c not in rows[0]]
+        if missing:
+            raise StorageError(f"{key}.{schema.name}: a record lacks columns {missing}")
+        values: Any = [_sqlite_row(schema, tuple(r[c] for c in schema.column_names)) for r in rows]
+    elif len(rows) <= 16:
+        values = [_sqlite_row(schema, r) for r in rows.itertuples(index=False, name=None)]
+    else:
+        values = zip(*_sqlite_columns(schema, rows), strict=True)
+    cursor = conn.executemany(f"INSERT OR IGNORE INTO {_sqlite_table(key, schema)} ({cols}) VALUES ({marks})",
+                              values)
+    return int(cursor.rowcount)
 
 
-def _missing(value: object) -> bool:
-    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value)
+def _frame_from_sqlite(rows: list[tuple[Any, ...]], schema: AssetSchema) -> pd.DataFrame:
+    if not rows:
+        return schema.empty_frame()
+    columns = list(zip(*rows, strict=True))
+    data: dict[str, Any] = {}
+    for col, values in zip(schema.columns, columns, strict=True):
+        if col.kind == "timestamptz":
+            data[col.name] = pd.to_datetime(pd.Series(values, dtype="Int64"), unit="ns", utc=True)
+        elif col.kind == "date":
+            data[col.name] = pd.to_datetime(pd.Series(values))
+        elif col.kind == "double":
+            data[col.name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        else:
+            data[col.name] = list(values)
+    return schema.conform(pd.DataFrame(data))
 
 
 def _insert_new_postgres(conn: psycopg.Connection, key: str, schema: AssetSchema, rows: pd.DataFrame) -> int:
@@ -315,11 +391,11 @@ def _insert_new_postgres(conn: psycopg.Connection, key: str, schema: AssetSchema
     staging = quote_ident(f"zerogex_incoming_{schema.name}")
     cols = ", ".join(quote_ident(c) for c in schema.column_names)
     with conn.cursor() as cur:
-        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {_table(key, schema)}) "
+        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {_pg_table(key, schema)}) "
                     "ON COMMIT DELETE ROWS".encode())
         cur.execute(f"TRUNCATE {staging}".encode())
         copy_frame(cur, staging, rows, schema)
-        cur.execute(f"INSERT INTO {_table(key, schema)} ({cols}) SELECT {cols} FROM {staging} "
+        cur.execute(f"INSERT INTO {_pg_table(key, schema)} ({cols}) SELECT {cols} FROM {staging} "
                     "ON CONFLICT DO NOTHING".encode())
         return int(cur.rowcount)
 

@@ -3,6 +3,7 @@ reports them to a test instance; the sensor, ticked at chosen instants, refreshe
 them, and the stored levels equal the engine's live levels of the same instant to 1e-9."""
 
 import json
+import threading
 
 import dagster as dg
 import numpy as np
@@ -26,13 +27,16 @@ from zerogex_pipeline_tests.clock import Clock, at
 SPY = resolve_underlying("SPY")
 
 
-def capture(settings: Settings, instance: dg.DagsterInstance, start: str, iterations: int) -> StreamEngine:
-    """Run the stream engine on the simulated market from ``start`` (New York) at 60x for ``iterations``."""
+def capture(settings: Settings, instance: dg.DagsterInstance, start: str, stop: str) -> StreamEngine:
+    """Run the stream engine on the simulated market from ``start`` to ``stop`` (New York) at 60x."""
     clock = EngineClock(at(start), speed=60.0)
     reporter = DagsterReporter(settings, instance=instance)
-    options = EngineOptions(underlyings=(SPY,), interval_s=0.25, max_iterations=iterations, settle_s=0.05,
-                            rate=settings.risk_free_rate, announce_alerts=False)
+    options = EngineOptions(underlyings=(SPY,), interval_s=0.25, settle_s=0.05, rate=settings.risk_free_rate,
+                            announce_alerts=False)
     engine = StreamEngine(SimulatedFeed(), clock, CaptureStore(settings), options, reporter)
+    end = at(stop)
+    stopper = threading.Thread(target=lambda: (clock.sleep_until(end), engine.stop()), daemon=True)
+    stopper.start()
     engine.run()
     return engine
 
@@ -82,9 +86,9 @@ def test_nothing_is_refreshed_without_a_capture(rig) -> None:
 
 
 def test_a_refresh_cycle_from_a_capture(rig, settings: Settings) -> None:
-    """Engine started at 09:59:30, captures 10:00; the day's earlier instants are gaps, so bars run first."""
+    """Engine started at 09:59:00, captures 10:00; the day's earlier instants are gaps, so bars run first."""
     clock, tick, execute, instance = rig
-    engine = capture(settings, instance, "2024-06-14 09:59:30", iterations=4)
+    engine = capture(settings, instance, "2024-06-14 09:59:00", "2024-06-14 10:00:30")
     assert engine.sessions[0].captured["spy"] == {(at("2024-06-14 10:00"), e) for e in
                                                   (pd.Timestamp(d).date() for d in ("2024-06-14", "2024-06-17",
                                                                                      "2024-06-18"))}
@@ -146,7 +150,7 @@ def test_a_refresh_cycle_from_a_capture(rig, settings: Settings) -> None:
     assert compared >= 20 and live["zero_gamma"] > 0 and live["call_wall"] > 0
 
     # a later capture is refreshed without the bars step only when the day has no gap: here it still has
-    engine = capture(settings, instance, "2024-06-14 10:04:30", iterations=4)
+    engine = capture(settings, instance, "2024-06-14 10:04:00", "2024-06-14 10:05:30")
     clock.now = at("2024-06-14 10:05:20")
     nxt = tick(done.cursor)
     assert [r.run_key for r in nxt.run_requests] == ["spy-2024-06-14T10:05-bars"]
@@ -155,7 +159,7 @@ def test_a_refresh_cycle_from_a_capture(rig, settings: Settings) -> None:
 
 def test_a_complete_capture_skips_the_bars_step(rig, settings: Settings) -> None:
     clock, tick, _, instance = rig
-    engine = capture(settings, instance, "2024-06-14 09:29:00", iterations=18)  # 09:30, 09:35, ... captured
+    engine = capture(settings, instance, "2024-06-14 09:28:30", "2024-06-14 09:35:40")  # 09:30 and 09:35
     newest = max(t for t, _ in engine.sessions[0].captured["spy"])
     assert newest >= at("2024-06-14 09:35") and not engine.sessions[0].missed
     clock.now = newest + pd.Timedelta(seconds=20)
@@ -168,7 +172,7 @@ def test_a_complete_capture_skips_the_bars_step(rig, settings: Settings) -> None
 
 def test_skips_while_the_previous_refresh_is_running(rig, settings: Settings) -> None:
     clock, tick, _, instance = rig
-    engine = capture(settings, instance, "2024-06-14 09:59:30", iterations=4)
+    engine = capture(settings, instance, "2024-06-14 09:59:00", "2024-06-14 10:00:30")
     newest = max(t for t, _ in engine.sessions[0].captured["spy"])
     clock.now = newest + pd.Timedelta(seconds=20)
     first = tick(None)

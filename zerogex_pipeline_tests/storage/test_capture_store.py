@@ -87,7 +87,7 @@ def exercise(settings: Settings) -> None:
 
 def test_capture_store_embedded(tmp_path: Path) -> None:
     exercise(load_settings({"ZEROGEX_DATA_DIR": str(tmp_path / "data")}, env_file=None))
-    assert (tmp_path / "data" / "live.duckdb").exists()
+    assert (tmp_path / "data" / "live.sqlite").exists()
 
 
 @pytest.mark.postgres

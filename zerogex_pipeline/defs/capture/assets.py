@@ -42,7 +42,7 @@ def build_capture_specs(underlying: Underlying, settings: Settings, storage_kind
     feed = "tradestation" if settings.data_source == "tradestation" else "simulated"
     common = {"group_name": f"{underlying.key}_live", "partitions_def": trading_day_partitions(),
               "kinds": {feed, storage_kind}}
-    where = "PostgreSQL" if settings.database_url else f"{settings.data_dir}/live.duckdb"
+    where = "PostgreSQL" if settings.database_url else f"{settings.data_dir}/live.sqlite"
     return [
         dg.AssetSpec(
             quotes, **common,  # type: ignore[arg-type]

@@ -18,6 +18,9 @@ from zerogex_pipeline.storage.capture_store import CaptureStore
 from zerogex_pipeline.storage.chain_reader import stored_historical_rows
 from zerogex_pipeline.underlyings import Underlying
 
+CAPTURE_GRACE = pd.Timedelta(seconds=60)
+"""Today's snapshot instants younger than this are left to the stream capture, not rebuilt from bars."""
+
 
 def partition_dates(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
     """(date, expiration) of the run's multi-partition key."""
@@ -85,7 +88,9 @@ def build_option_chain_snapshots(
         session = market_calendar.session(date)
         now = market_calendar.utc_now()
         times = session.snapshot_times(settings.snapshot_minutes)
-        times = times[times <= now]
+        today = now.tz_convert(market_calendar.NEW_YORK).date() == date
+        # an instant that just passed is the stream engine's to capture (within seconds): not rebuilt yet
+        times = times[times <= now - (CAPTURE_GRACE if today else pd.Timedelta(0))]
         store = CaptureStore(settings)
         try:
             captured = store.captured_quotes(underlying, date, expiration)
@@ -95,7 +100,6 @@ def build_option_chain_snapshots(
         lacking = [t for t in times if t not in have]
         # today's gaps, once rebuilt, are kept across the refreshes (each rebuild costs a request per contract);
         # a past day is rebuilt whole, so re-materializing it re-reads the source
-        today = now.tz_convert(market_calendar.NEW_YORK).date() == date
         reused = (stored_historical_rows(settings, underlying, date, expiration, lacking) if today
                   else OPTION_CHAIN_SNAPSHOTS.empty_frame())
         reused_times = set(reused["snapshot_ts"])
