@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pandas as pd
 
 NY = "America/New_York"
@@ -20,3 +23,16 @@ class Clock:
 
     def __call__(self) -> pd.Timestamp:
         return self.now
+
+
+def stop_at(clock: object, engine: object, instant: pd.Timestamp) -> threading.Thread:
+    """Stop ``engine`` once the engine clock ``clock`` reaches ``instant`` (a daemon thread polling every 20 ms)."""
+
+    def watch() -> None:
+        while not clock.stopped and clock.now() < instant:  # type: ignore[attr-defined]
+            time.sleep(0.02)
+        engine.stop()  # type: ignore[attr-defined]
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread

@@ -15,6 +15,9 @@ import pandas as pd
 
 from zerogex_pipeline import market_calendar
 
+REPLAY_SKIP_S = 60.0
+"""A replay does not sleep through waits longer than this many wall seconds: it jumps over them."""
+
 
 class EngineClock:
     """Market time for the engine (see the module docstring).
@@ -67,9 +70,13 @@ class EngineClock:
     def sleep_until(self, instant: pd.Timestamp, max_wall_s: float | None = None) -> bool:
         """Sleep until market time reaches ``instant`` (at most ``max_wall_s`` wall seconds).
 
-        Returns False when :meth:`stop` was called (the caller should wind down), True otherwise.
+        A replay skips a wait longer than :data:`REPLAY_SKIP_S` wall seconds (a night, a weekend) at once: the
+        market clock jumps to ``instant``. Returns False when :meth:`stop` was called, True otherwise.
         """
         remaining = self.wall_seconds((instant - self.now()).total_seconds())
+        if self.at is not None and max_wall_s is None and remaining > REPLAY_SKIP_S:
+            self.at += instant - self.now()
+            return not self._stop.is_set()
         if max_wall_s is not None:
             remaining = min(remaining, max_wall_s)
         if remaining > 0:

@@ -266,6 +266,8 @@ class StreamEngine:
                 self.feed.refresh(instant.value)  # a simulated market is read at the instant itself
                 if instant in done:
                     continue
+                self._recenter(session, states, opened, stats)
+                self.feed.refresh(instant.value)
                 pending.append(self._cut(session, instant, states, spot_ids, opened, stats))
                 self.iterations += 1
                 next_interval = time.monotonic() + opt.interval_s
@@ -400,6 +402,13 @@ class StreamEngine:
                     why = (f"stream not live at the instant: {down[0].label}" if down else "no live state"
                            if snap is None else f"spot stale: its last trade was {spot_age:.0f} s before the instant")
                     pending.missing[key] = why
+                    continue
+                listed = self._listed.get(key)
+                uncovered = [] if listed is None else o.plan.uncovered(listed, snap.spot.price,
+                                                                       self.options.distance_pct)
+                if uncovered:
+                    pending.missing[key] = (f"window not covered at spot {snap.spot.price:.2f}: strikes "
+                                            f"{min(uncovered):g}..{max(uncovered):g} not streamed yet (re-centring)")
                     continue
                 rows = np.flatnonzero(snap.expiration == np.datetime64(e, "D"))
                 if rows.size == 0:

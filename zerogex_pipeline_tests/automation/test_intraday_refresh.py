@@ -3,7 +3,6 @@ reports them to a test instance; the sensor, ticked at chosen instants, refreshe
 them, and the stored levels equal the engine's live levels of the same instant to 1e-9."""
 
 import json
-import threading
 
 import dagster as dg
 import numpy as np
@@ -22,7 +21,7 @@ from zerogex_pipeline.schemas import GEX_LEVELS
 from zerogex_pipeline.settings import Settings
 from zerogex_pipeline.storage.capture_store import CaptureStore
 from zerogex_pipeline.underlyings import resolve_underlying
-from zerogex_pipeline_tests.clock import Clock, at
+from zerogex_pipeline_tests.clock import Clock, at, stop_at
 
 SPY = resolve_underlying("SPY")
 
@@ -35,8 +34,7 @@ def capture(settings: Settings, instance: dg.DagsterInstance, start: str, stop: 
                             announce_alerts=False)
     engine = StreamEngine(SimulatedFeed(), clock, CaptureStore(settings), options, reporter)
     end = at(stop)
-    stopper = threading.Thread(target=lambda: (clock.sleep_until(end), engine.stop()), daemon=True)
-    stopper.start()
+    stop_at(clock, engine, end)
     engine.run()
     return engine
 

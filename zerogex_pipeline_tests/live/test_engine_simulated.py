@@ -21,7 +21,7 @@ from zerogex_pipeline.settings import Settings, load_settings
 from zerogex_pipeline.sources.simulated import instant
 from zerogex_pipeline.storage.capture_store import CaptureStore
 from zerogex_pipeline.underlyings import resolve_underlying
-from zerogex_pipeline_tests.clock import at
+from zerogex_pipeline_tests.clock import at, stop_at
 
 SPY = resolve_underlying("SPY")
 DAY = pd.Timestamp("2024-06-14").date()
@@ -125,3 +125,42 @@ def test_stream_command_refuses_bad_options(capsys: pytest.CaptureFixture[str]) 
         assert cli(["stream", *argv]) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
+
+
+def test_streams_are_recentred_when_spot_leaves_the_window(settings: Settings) -> None:
+    """A ±0.3% window with a 0.1% margin: spot leaves it within minutes; the plan follows and captures stay whole."""
+    options = EngineOptions(underlyings=(SPY,), expirations=1, distance_pct=0.3, margin_pct=0.1, interval_s=0.2,
+                            settle_s=0.05, rate=settings.risk_free_rate, announce_alerts=False)
+    clock = EngineClock(at("2024-06-14 09:29:00"), 120.0)
+    engine = StreamEngine(SimulatedFeed(), clock, CaptureStore(settings), options)
+    stop_at(clock, engine, at("2024-06-14 10:01"))
+    engine.run()
+    stats = engine.sessions[0]
+    assert stats.recenters >= 1
+    assert all("window not covered" in why for why in stats.missed.get("spy", {}).values())  # never silently cut
+    rows = CaptureStore(settings).captured_quotes(SPY, DAY)
+    assert rows["snapshot_ts"].nunique() >= 5
+    session = market_calendar.session(DAY)
+    for t, part in rows.groupby("snapshot_ts"):  # every captured instant holds its whole window, wherever spot went
+        spot = part["spot"].iloc[0]
+        grid = np.asarray(instant.window_strikes(SPY, session, spot, 10_000))
+        assert sorted(set(part["strike"])) == list(grid[np.abs(grid / spot - 1) <= 0.003 + 1e-12]), t
+
+
+def test_the_engine_rolls_to_the_next_session_and_its_expirations(settings: Settings) -> None:
+    """From Friday 15:58 through the weekend to Monday's open (a replay jumps over the wait): the 0DTE settles at
+    Friday's close, Monday's session plans its own nearest expirations."""
+    options = EngineOptions(underlyings=(SPY,), interval_s=0.5, settle_s=0.05, rate=settings.risk_free_rate,
+                            announce_alerts=False)
+    clock = EngineClock(at("2024-06-14 15:58:00"), 60.0)
+    engine = StreamEngine(SimulatedFeed(), clock, CaptureStore(settings), options)
+    stop_at(clock, engine, at("2024-06-17 09:31"))
+    engine.run()
+    days = [s.day for s in engine.sessions]
+    assert days[0] == DAY and days[-1] == pd.Timestamp("2024-06-17").date() and len(days) == 2
+    first = {e for _, e in engine.sessions[0].captured["spy"]}
+    second = {e for _, e in engine.sessions[-1].captured["spy"]}
+    assert pd.Timestamp("2024-06-14").date() in first  # Friday's 0DTE captured at the close (16:00)
+    assert min(second) == pd.Timestamp("2024-06-17").date() and pd.Timestamp("2024-06-14").date() not in second
+    closes = {t for t, _ in engine.sessions[0].captured["spy"]}
+    assert at("2024-06-14 16:00") in closes

@@ -93,3 +93,23 @@ def test_capture_store_embedded(tmp_path: Path) -> None:
 @pytest.mark.postgres
 def test_capture_store_postgres(pg_url: str, tmp_path: Path) -> None:
     exercise(load_settings({"ZEROGEX_DATA_DIR": str(tmp_path), "ZEROGEX_DATABASE_URL": pg_url}, env_file=None))
+
+
+@pytest.mark.timescaledb
+def test_capture_store_on_timescaledb_is_a_compressed_hypertable(timescale_url: str, tmp_path: Path) -> None:
+    """captured_quotes is a hypertable with compression; a compressed chunk still takes (and dedupes) writes."""
+    settings = load_settings({"ZEROGEX_DATA_DIR": str(tmp_path), "ZEROGEX_DATABASE_URL": timescale_url}, env_file=None)
+    exercise(settings)
+    import psycopg
+
+    with psycopg.connect(timescale_url, autocommit=True) as conn:
+        rows = conn.execute("SELECT hypertable_name, compression_enabled FROM timescaledb_information.hypertables "
+                            "WHERE hypertable_schema = 'spy' AND hypertable_name IN "
+                            "('captured_quotes', 'captured_bars', 'live_levels') ORDER BY 1").fetchall()
+        assert rows == [("captured_bars", True), ("captured_quotes", True), ("live_levels", True)]
+        conn.execute("SELECT compress_chunk(c) FROM show_chunks('spy.captured_quotes') c").fetchall()
+    store = CaptureStore(settings)
+    assert store.write(CaptureBatch(quotes={"spy": quotes("2025-01-15 14:35", bid=5.0)})) == {"captured_quotes": 0}
+    assert store.write(CaptureBatch(quotes={"spy": quotes("2025-01-15 14:50")})) == {"captured_quotes": 3}
+    assert store.captured_instants(SPY, DAY)["contracts"].tolist() == [3, 2, 3]
+    store.close()
