@@ -11,6 +11,7 @@ import dagster as dg
 
 from zerogex_pipeline.cli import (
     backfill_command,
+    dashboard_command,
     emulator_command,
     gex_command,
     levels_command,
@@ -19,6 +20,7 @@ from zerogex_pipeline.cli import (
 )
 
 COMMAND_MODULES = [run_command, backfill_command, levels_command, gex_command, ts_command, emulator_command]
+COMMAND_MODULES.append(dashboard_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
