@@ -120,6 +120,7 @@ class StrikeGex(SnapshotHeader):
 class ExpirationGex(BaseModel):
     expiration: str = Field(description="YYYY-MM-DD ('YYYY-MM-DD AM' for an AM-settled SPX series).")
     days_to_expiration: int
+    settled: bool = Field(description="Settled by the snapshot (its contracts no longer count; numbers null).")
     call_gex: float | None
     put_gex: float | None
     net_gex: float | None

@@ -27,7 +27,7 @@ import pandas as pd
 
 from zerogex_pipeline import market_calendar
 from zerogex_pipeline.analytics import CONVENTION
-from zerogex_pipeline.analytics.engine import Product, compute_product
+from zerogex_pipeline.analytics.engine import Product, compute_product, drop_settled
 from zerogex_pipeline.analytics.levels import chain_from_surface
 from zerogex_pipeline.schemas import GEX_ALERTS, GEX_LEVELS, LIVE_LEVELS, AssetSchema
 from zerogex_pipeline.settings import Settings
@@ -326,8 +326,14 @@ class DashboardService:
             raise NotFoundError(f"{underlying.key}.gex_surface: {what} is not in this snapshot; its expirations: {listed}")
         return wanted, rows.reset_index(drop=True)
 
-    def _product(self, rows: pd.DataFrame) -> Product:
-        return compute_product(chain_from_surface(rows))
+    def _product(self, underlying: Underlying, rows: pd.DataFrame, label: str, snapshot: str
+                 ) -> tuple[Product, tuple[str, ...]]:
+        """The engine's product of the selected rows and its live expirations (settled contracts dropped)."""
+        chain = drop_settled(chain_from_surface(rows))
+        if chain.strike.size == 0:
+            raise NotFoundError(f"{underlying.key}.gex_surface: expiration {label} has settled by the snapshot "
+                                f"{snapshot} (no live contract left); ask for an earlier one with at=")
+        return compute_product(chain), chain.expirations
 
     def _snapshot_header(self, underlying: Underlying, row: Mapping[str, Any], surface: pd.DataFrame
                          ) -> dict[str, Any]:
@@ -342,7 +348,7 @@ class DashboardService:
         """Call, put and net GEX and open interest by strike of one snapshot, over the selected expirations."""
         row, surface = self._snapshot(underlying, day, at)
         label, rows = self._select(underlying, surface, row["session_date"], expiration)
-        p = self._product(rows)
+        p, _ = self._product(underlying, rows, label, row["snapshot_ts"])
         b = p.by_strike
         return {
             **self._snapshot_header(underlying, row, surface), "expiration": label,
@@ -357,16 +363,19 @@ class DashboardService:
     def expirations(self, underlying: Underlying, day: dt.date | None, at: pd.Timestamp | None) -> dict[str, Any]:
         """GEX, open interest and max pain by expiration of one snapshot (max pain never pooled)."""
         row, surface = self._snapshot(underlying, day, at)
-        p = self._product(surface)
+        p, live = self._product(underlying, surface, "all", row["snapshot_ts"])
         b = p.by_expiration
         session = dt.date.fromisoformat(row["session_date"])
         items = []
-        for i, label in enumerate(_expiration_labels(surface)):
+        for label in _expiration_labels(surface):
             expiry = dt.date.fromisoformat(label[:10])
-            items.append({"expiration": label, "days_to_expiration": (expiry - session).days,
-                          "call_gex": number(b["call_gex"][i]), "put_gex": number(b["put_gex"][i]),
-                          "net_gex": number(b["net_gex"][i]), "call_oi": number(b["call_oi"][i]),
-                          "put_oi": number(b["put_oi"][i]), "max_pain": p.max_pain.get(label)})
+            item: dict[str, Any] = {"expiration": label, "days_to_expiration": (expiry - session).days,
+                                    "settled": label not in live}
+            i = live.index(label) if label in live else None
+            for name in ("call_gex", "put_gex", "net_gex", "call_oi", "put_oi"):
+                item[name] = None if i is None else number(b[name][i])
+            item["max_pain"] = p.max_pain.get(label)
+            items.append(item)
         return {**self._snapshot_header(underlying, row, surface), "by_expiration": items}
 
     def profile(self, underlying: Underlying, day: dt.date | None, at: pd.Timestamp | None,
@@ -374,7 +383,7 @@ class DashboardService:
         """The sticky-strike gamma profile: net GEX if spot moved to each level, and where it crosses zero."""
         row, surface = self._snapshot(underlying, day, at)
         label, rows = self._select(underlying, surface, row["session_date"], expiration)
-        p = self._product(rows)
+        p, _ = self._product(underlying, rows, label, row["snapshot_ts"])
         return {
             **self._snapshot_header(underlying, row, surface), "expiration": label,
             "spot_levels": numbers(p.profile_levels), "net_gex": numbers(p.profile_raw),

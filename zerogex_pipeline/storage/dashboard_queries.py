@@ -43,6 +43,7 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from zerogex_pipeline import market_calendar
+from zerogex_pipeline.analytics.alerts import EVENT_KINDS
 from zerogex_pipeline.schemas import GEX_ALERTS, GEX_LEVELS, GEX_SURFACE, LIVE_LEVELS, AssetSchema
 from zerogex_pipeline.settings import Settings
 from zerogex_pipeline.storage.capture_store import CAPTURE_FILE, CaptureStore
@@ -228,8 +229,12 @@ class DashboardStore:
 
     # ------------------------------------------------------------------ alerts and provenance
     def alerts(self, underlying: Underlying, day: dt.date) -> pd.DataFrame:
-        """Stored ``gex_alerts`` events of ``day``, by snapshot time (zero rows when none or no table)."""
-        return self._frame(underlying, GEX_ALERTS, "WHERE session_date = %s ORDER BY snapshot_ts, kind", [day])
+        """Stored ``gex_alerts`` events of ``day`` in detection order (snapshot time, then kind as in
+        :data:`~zerogex_pipeline.analytics.alerts.EVENT_KINDS`); zero rows when none or no table."""
+        order = " ".join(f"WHEN '{kind}' THEN {i}" for i, kind in enumerate(EVENT_KINDS))
+        return self._frame(underlying, GEX_ALERTS,
+                           f"WHERE session_date = %s ORDER BY snapshot_ts, CASE kind {order} ELSE 99 END, event_id",
+                           [day])
 
     def data_source(self, underlying: Underlying, day: dt.date) -> str | None:
         """Where ``day``'s stored market data came from (``simulated`` or ``tradestation``; ``None``: no bars)."""

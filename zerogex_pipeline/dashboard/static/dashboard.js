@@ -77,12 +77,11 @@
   }
   const axis = (title, extra) => Object.assign({ title: { text: title, font: { size: 11, color: C.muted } },
     gridcolor: C.grid, zerolinecolor: "#3a4a60", linecolor: C.grid, tickfont: { size: 10 } }, extra || {});
-  function vline(x, color, dash, label, yref) {
+  function vline(x, color, dash, label, row) {  // a level across the plot, its label on its own row
     if (!isNum(x)) return [[], []];
-    const shape = { type: "line", xref: "x", yref: yref || "paper", x0: x, x1: x, y0: 0, y1: 1,
-                    line: { color, width: 1.4, dash } };
-    const note = { xref: "x", yref: "paper", x, y: 1, yanchor: "bottom", text: label, showarrow: false,
-                   font: { size: 10, color }, bgcolor: "rgba(13,17,23,.75)" };
+    const shape = { type: "line", xref: "x", yref: "paper", x0: x, x1: x, y0: 0, y1: 1, line: { color, width: 1.4, dash } };
+    const note = { xref: "x", yref: "paper", x, y: 0.99 - 0.075 * (row || 0), xanchor: "left", yanchor: "top", xshift: 3,
+                   text: label, showarrow: false, font: { size: 10, color }, bgcolor: "rgba(13,17,23,.8)" };
     return [[shape], [note]];
   }
   function draw(id, traces, layout) {
@@ -144,9 +143,11 @@
     ];
     const lv = d.levels;
     const mp = d.expiration === "all" ? lv.max_pain_next : d.selection.max_pain;
-    const parts = [vline(lv.spot, C.spot, "solid", `spot ${usd(lv.spot)}`), vline(lv.zero_gamma, C.zg, "dash", "zero γ"),
-      vline(lv.call_wall, C.call, "dot", "call wall"), vline(lv.put_wall, C.put, "dot", "put wall"),
-      vline(mp, C.mp, "dashdot", "max pain")];
+    const parts = [vline(lv.spot, C.spot, "solid", `spot ${usd(lv.spot)}`, 0),
+      vline(lv.zero_gamma, C.zg, "dash", `zero γ ${usd(lv.zero_gamma)}`, 1),
+      vline(lv.call_wall, C.call, "dot", `call wall ${usd(lv.call_wall, 0)}`, 2),
+      vline(lv.put_wall, C.put, "dot", `put wall ${usd(lv.put_wall, 0)}`, 3),
+      vline(mp, C.mp, "dashdot", `max pain ${usd(mp, 0)}`, 4)];
     const lo = lv.spot * 0.95, hi = lv.spot * 1.05;
     draw("c-strikes", traces, baseLayout({
       barmode: "relative", bargap: 0.15, uirevision: `${d.session_date}|${d.expiration}`,
@@ -191,10 +192,10 @@
       traces.push({ type: "scatter", mode: "markers", name: `zero γ ${usd(d.zero_gamma)}`, x: [d.zero_gamma], y: [0],
         marker: { color: C.zg, size: 9, symbol: "diamond" }, hovertemplate: "zero gamma %{x:$,.2f}" });
     }
-    const parts = [vline(d.spot, C.spot, "solid", `spot ${usd(d.spot)}`), vline(d.zero_gamma, C.zg, "dash", "zero γ")];
+    const parts = [vline(d.spot, C.spot, "solid", `spot ${usd(d.spot)}`, 0), vline(d.zero_gamma, C.zg, "dash", `zero γ ${usd(d.zero_gamma)}`, 1)];
     draw("c-profile", traces, baseLayout({
       uirevision: d.session_date, hovermode: "closest",
-      xaxis: axis("underlying price if spot moved, USD", { tickprefix: "$" }),
+      xaxis: axis("underlying price if spot moved, USD", { tickprefix: "$", range: [d.spot * 0.94, d.spot * 1.06] }),
       yaxis: axis(`net GEX, ${s.u} per 1% move`),
       shapes: parts.flatMap((p) => p[0]), annotations: parts.flatMap((p) => p[1]),
     }));
@@ -239,14 +240,17 @@
     const s = scaleOf(flat);
     const t = d.snapshot_ts.map(et);
     const z = d.net_gex.map((row) => scaled(row, s));
-    let m = 0;
-    for (const row of z) for (const v of row) if (isNum(v)) m = Math.max(m, Math.abs(v));
+    // colour range: the 98th percentile of |net GEX|, so one dominant strike does not wash out the rest
+    const mags = [];
+    for (const row of z) for (const v of row) if (isNum(v)) mags.push(Math.abs(v));
+    mags.sort((a, b) => a - b);
+    const m = mags.length ? mags[Math.floor(0.98 * (mags.length - 1))] || mags[mags.length - 1] : 1;
     const spots = d.spot.filter(isNum);
-    const lo = Math.min(...spots) * 0.975, hi = Math.max(...spots) * 1.025;
+    const lo = Math.min(...spots) * 0.985, hi = Math.max(...spots) * 1.015;
     const traces = [
       { type: "heatmap", x: t, y: d.strikes, z, zmid: 0, zmin: -m, zmax: m, name: "net GEX",
-        colorscale: [[0, "#c0262d"], [0.35, "#5a1e26"], [0.5, "#131a23"], [0.65, "#1c5537"], [1, "#2fd07d"]],
-        colorbar: { title: { text: `net GEX<br>${s.u} per 1%`, font: { size: 10 } }, thickness: 12, tickfont: { size: 10 } },
+        colorscale: [[0, "#ff3b45"], [0.25, "#a3242c"], [0.45, "#2a1a20"], [0.5, "#131a23"], [0.55, "#16301f"], [0.75, "#1f8a4f"], [1, "#3dff95"]],
+        colorbar: { title: { text: `net GEX<br>${s.u} per 1%<br>(clipped at<br>±${m.toFixed(1)})`, font: { size: 10 } }, thickness: 12, tickfont: { size: 10 } },
         hovertemplate: `%{x|%H:%M} ET · strike %{y:$,.0f}<br>net %{z:,.1f} ${s.u}<extra></extra>` },
       { type: "scatter", mode: "lines", name: "spot", x: t, y: d.spot, line: { color: C.spot, width: 1.6 }, hovertemplate: "spot %{y:$,.2f}<extra></extra>" },
     ];
