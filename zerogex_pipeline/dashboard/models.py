@@ -108,6 +108,7 @@ class StrikeGex(SnapshotHeader):
     """GEX by strike of one snapshot, over the selected expirations (parallel arrays by strike)."""
 
     expiration: str = Field(description="all, or the selected expiration YYYY-MM-DD.")
+    settled_expirations: list[str] = Field(description="Expirations settled by the snapshot (not selectable).")
     selection: dict[str, float | None] = Field(description="Walls, max pain and net GEX of the selection.")
     strikes: list[float | None]
     call_gex: list[float | None] = Field(description="USD per 1% move (+).")

@@ -349,9 +349,11 @@ class DashboardService:
         row, surface = self._snapshot(underlying, day, at)
         label, rows = self._select(underlying, surface, row["session_date"], expiration)
         p, _ = self._product(underlying, rows, label, row["snapshot_ts"])
+        live = drop_settled(chain_from_surface(surface)).expirations
         b = p.by_strike
         return {
             **self._snapshot_header(underlying, row, surface), "expiration": label,
+            "settled_expirations": [e for e in _expiration_labels(surface) if e not in live],
             "selection": {"call_wall": p.call_wall, "call_wall_gex": p.call_wall_gex, "put_wall": p.put_wall,
                           "put_wall_gex": p.put_wall_gex,
                           "max_pain": None if not p.max_pain else p.max_pain[min(p.max_pain)],

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import duckdb
 import pandas as pd
 import psycopg
 import pytest
@@ -36,8 +37,10 @@ from zerogex_pipeline.schemas import LIVE_LEVELS
 from zerogex_pipeline.settings import Settings, load_settings
 from zerogex_pipeline.storage.capture_store import CaptureBatch, CaptureStore
 from zerogex_pipeline.storage.postgres_io_manager import forget_prepared_schemas
+from zerogex_pipeline.storage.table_slices import StorageError
 from zerogex_pipeline.underlyings import resolve_underlying
 from zerogex_pipeline_tests.postgres_fixtures import PgServer
+from zerogex_pipeline_tests.ui.conftest import artifacts_dir  # noqa: F401  (screenshots under test-artifacts/)
 
 SPY = resolve_underlying("SPY")
 DAYS = (dt.date(2024, 6, 12), dt.date(2024, 6, 13))
@@ -137,11 +140,29 @@ def live_row(day: dt.date, instant: pd.Timestamp, spot: float, net_gex: float = 
     return LIVE_LEVELS.conform(pd.DataFrame([row]))
 
 
+def in_process_retry(write: Any, timeout: float = 10.0) -> None:
+    """Run ``write``, retrying while a server *thread of this process* has the DuckDB file open read-only.
+
+    DuckDB refuses a read-write connection in a process that holds a read-only one to the same file
+    (``Can't open a connection to same database file with a different configuration``); across processes,
+    as in production, a writer just waits for the file lock instead.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            write()
+            return
+        except (StorageError, duckdb.ConnectionException) as exc:
+            if "different configuration" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def write_live(settings: Settings, *frames: pd.DataFrame) -> None:
-    """Append live-levels rows through the capture store (one transaction)."""
+    """Append live-levels rows through the capture store (one transaction), as ``zerogex stream`` does."""
     store = CaptureStore(settings, wait_s=10)
     try:
-        store.write(CaptureBatch(levels={"spy": pd.concat(frames, ignore_index=True)}))
+        in_process_retry(lambda: store.write(CaptureBatch(levels={"spy": pd.concat(frames, ignore_index=True)})))
     finally:
         store.close()
 

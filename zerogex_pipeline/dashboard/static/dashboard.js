@@ -86,7 +86,18 @@
   }
   function draw(id, traces, layout) {
     const el = $(id);
+    const note = el.querySelector(".placeholder");
+    if (note) note.remove();
     Plotly.react(el, traces, layout, CONFIG);
+  }
+  function placeholder(id, text) {  // a chart with nothing to show: say why, instead of a stale picture
+    const el = $(id);
+    Plotly.purge(el);
+    const note = document.createElement("div");
+    note.className = "placeholder";
+    note.textContent = text;
+    el.replaceChildren(note);
+    delete el.dataset.snapshot;
   }
 
   // ---------------------------------------------------------------- levels strip
@@ -114,9 +125,12 @@
     $("s-regime").textContent = regime === "positive" ? "dealers damp moves" : regime === "negative" ? "dealers amplify moves" : "";
     state.shown = payload;
     tickAge();
-    const src = payload.source === "live"
+    let src = payload.source === "live"
       ? `<b>live</b> levels (live_levels, feed <b>${payload.feed || "?"}</b>, every engine interval)`
       : `<b>stored</b> snapshot (gex_levels, data <b>${payload.feed || "?"}</b>)`;
+    if (payload.source !== "live" && !payload.feed) {
+      src = "<b>stored</b> snapshot (gex_levels)";
+    }
     $("provenance").innerHTML = `${src} · snapshot ${l.session_date} ${etTime(l.snapshot_ts)} ET · `
       + `${l.expirations} expirations, ${l.contracts} contracts · ${payload.convention}`;
     state.renders.levels += 1;
@@ -166,11 +180,13 @@
     const box = $("expirations");
     const options = [["all", `All (${d.expirations.length})`]].concat(d.expirations.map((e) =>
       [e, e === d.session_date ? `0DTE ${e.slice(5)}` : e.slice(5)]));
+    const settled = new Set(d.settled_expirations || []);
     box.replaceChildren(...options.map(([value, label]) => {
       const b = document.createElement("button");
       b.textContent = label;
       b.dataset.expiration = value;
       b.className = value === state.expiration ? "on" : "";
+      if (settled.has(value)) { b.disabled = true; b.title = "settled by this snapshot"; }
       b.addEventListener("click", () => { state.expiration = value; loadStrikes(); loadHeatmap(); });
       return b;
     }));
@@ -308,29 +324,37 @@
     const u = new URLSearchParams(Object.entries(params).filter(([, v]) => v !== null && v !== undefined));
     return u.toString() ? `?${u}` : "";
   };
+  function missing(id, what, e) {  // 404: nothing stored (yet) for this day; other errors: the banner
+    if (e.status === 404) placeholder(id, `${what}: ${e.message}`);
+    else failed(what, e);
+  }
   async function loadStrikes() {
     try {
       renderStrikes(await getJSON(`${API}/gex/strikes${q({ date: state.day, expiration: state.expiration })}`));
     } catch (e) {
       if (e.status === 404 && state.expiration !== "all") { state.expiration = "all"; return loadStrikes(); }
-      failed("GEX by strike", e);
+      missing("c-strikes", "GEX by strike", e);
     }
   }
   async function loadHeatmap() {
     try {
       renderHeatmap(await getJSON(`${API}/gex/heatmap${q({ date: state.day, expiration: state.expiration })}`));
-    } catch (e) { failed("heatmap", e); }
+    } catch (e) { missing("c-heatmap", "heatmap", e); }
   }
   async function loadProfile() {
-    try { renderProfile(await getJSON(`${API}/gex/profile${q({ date: state.day })}`)); } catch (e) { failed("gamma profile", e); }
+    try { renderProfile(await getJSON(`${API}/gex/profile${q({ date: state.day })}`)); } catch (e) { missing("c-profile", "gamma profile", e); }
   }
   async function loadAlerts() {
     try { renderAlerts(await getJSON(`${API}/alerts${q({ date: state.day })}`)); } catch (e) { failed("alerts", e); }
   }
   const LIVE_FIELDS = "session_date,snapshot_ts,spot,net_gex,zero_gamma,call_wall,put_wall";
-  async function loadIntraday() {
-    const stored = await getJSON(`${API}/levels/intraday${q({ date: state.day })}`);
-    state.intraday = stored.rows;
+  async function loadIntraday() {  // a day may have live rows before its first stored snapshot
+    try {
+      state.intraday = (await getJSON(`${API}/levels/intraday${q({ date: state.day })}`)).rows;
+    } catch (e) {
+      if (e.status !== 404) throw e;
+      state.intraday = [];
+    }
     const live = await getJSON(`${API}/levels/intraday${q({ date: state.day, source: "live", fields: LIVE_FIELDS })}`);
     state.live = live.rows;
     state.lastLiveTs = live.rows.length ? live.rows[live.rows.length - 1].snapshot_ts : null;
