@@ -30,7 +30,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check zerogex_pipeline zerogex_pipeline_tests benchmarks
 	$(BIN)/mypy zerogex_pipeline benchmarks
 
+# The live screen (zerogex dashboard, http://127.0.0.1:8050) runs beside dagster dev and stops with it.
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/zerogex dashboard & dashboard=$$!; trap 'kill $$dashboard 2>/dev/null; wait $$dashboard' EXIT INT TERM; \
 	$(BIN)/dagster dev -w workspace.yaml
 
 bench: $(STAMP)
