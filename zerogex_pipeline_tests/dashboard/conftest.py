@@ -104,9 +104,17 @@ def embedded_settings(embedded_template: Path, tmp_path: Path) -> Settings:
 def postgres_settings(pg_server: PgServer, postgres_template: str, tmp_path: Path) -> Iterator[Settings]:
     """Settings on a private copy of the PostgreSQL template database."""
     name = f"zg_dash_{secrets.token_hex(4)}"
+    deadline = time.monotonic() + 30
     with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name),
-                                                                     sql.Identifier(postgres_template)))
+        while True:  # a session closed a moment ago may still be leaving the template database
+            try:
+                conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name),
+                                                                             sql.Identifier(postgres_template)))
+                break
+            except psycopg.errors.ObjectInUse:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
     forget_prepared_schemas()
     yield small_settings(tmp_path / "data", pg_server.url_for(name))
     forget_prepared_schemas()
