@@ -151,6 +151,9 @@ def records(frame: pd.DataFrame, schema: AssetSchema, fields: Sequence[str] | No
     """Rows of ``frame`` (in ``schema``) as JSON-ready dicts; JSON text columns are parsed into objects."""
     kinds = _KINDS.get(schema.name) or _kind_of(schema)
     names = list(fields) if fields is not None else schema.column_names
+    if len(frame) == 1:  # the latest-levels path: one row, read at once (per-column access costs ms)
+        values = dict(zip(frame.columns, frame.iloc[0].tolist(), strict=True))
+        return [{name: _value(values[name], kinds[name], name) for name in names}]
     columns: dict[str, list[Any]] = {}
     for name in names:
         kind = kinds[name]
@@ -169,6 +172,23 @@ def records(frame: pd.DataFrame, schema: AssetSchema, fields: Sequence[str] | No
             columns[name] = [None if v is None or v is pd.NA else str(v) for v in values]
     return [dict(zip(names, row, strict=True)) for row in zip(*(columns[n] for n in names), strict=True)] \
         if names else [{} for _ in range(len(frame))]
+
+
+def _value(value: Any, kind: str, name: str) -> Any:
+    """One stored value as JSON (as :func:`records` converts whole columns)."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if kind == "timestamptz":
+        return iso(value)
+    if kind == "date":
+        return f"{pd.Timestamp(value):%Y-%m-%d}"
+    if kind == "double":
+        return number(value)
+    if kind == "bigint":
+        return int(value)
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return json.loads(str(value)) if name in JSON_COLUMNS else str(value)
 
 
 def regime(net_gex: float | None) -> str | None:
@@ -237,10 +257,11 @@ class DashboardService:
 
         ``auto`` takes whichever is newer (by snapshot instant; the live row on a tie).
         """
-        stored = self.store.latest_levels(underlying) if source in ("auto", "stored") else empty_frame(GEX_LEVELS)
+        stored = self.store.latest_levels_row(underlying) if source in ("auto", "stored") else None
         live = self.store.latest_live_levels(underlying) if source in ("auto", "live") else empty_frame(LIVE_LEVELS)
-        use_live = not live.empty and (stored.empty or live["snapshot_ts"].iloc[0] >= stored["snapshot_ts"].iloc[0])
-        if stored.empty and not use_live:
+        use_live = not live.empty and (stored is None or
+                                       live["snapshot_ts"].iloc[0] >= pd.Timestamp(stored["snapshot_ts"]))
+        if stored is None and not use_live:
             table = "live_levels" if source == "live" else "gex_levels"
             hint = "is `zerogex stream` running?" if source == "live" else "run `make run` or `zerogex run`"
             raise NotFoundError(f"{underlying.key}.{table}: no levels stored yet ({hint})")
@@ -249,7 +270,8 @@ class DashboardService:
             row = records(live, LIVE_LEVELS)[0]
             out = {"source": "live", "table": "live_levels", "feed": row["feed"]}
         else:
-            row = records(stored, GEX_LEVELS)[0]
+            assert stored is not None
+            row = {name: _value(stored[name], kind, name) for name, kind in _KINDS[GEX_LEVELS.name].items()}
             day = dt.date.fromisoformat(row["session_date"])
             out = {"source": "stored", "table": "gex_levels", "feed": self.store.data_source(underlying, day)}
         snapshot = pd.Timestamp(row["snapshot_ts"])

@@ -176,6 +176,18 @@ class DashboardStore:
         return self._frame(underlying, GEX_LEVELS,
                            "ORDER BY session_date DESC, snapshot_ts DESC LIMIT 1", [])
 
+    def latest_levels_row(self, underlying: Underlying) -> dict[str, Any] | None:
+        """The newest ``gex_levels`` row as ``{column: value}`` (``None`` when none is stored).
+
+        The same row as :meth:`latest_levels`; on PostgreSQL without building a frame (the hot path of the API).
+        """
+        if self.kind == "postgres":
+            rows = self._pg_rows(underlying, GEX_LEVELS.name, f"SELECT {_cols(GEX_LEVELS)} FROM {{table}} "
+                                 "ORDER BY session_date DESC, snapshot_ts DESC LIMIT 1", [])
+            return dict(zip(GEX_LEVELS.column_names, rows[0], strict=True)) if rows else None
+        frame = self.latest_levels(underlying)
+        return None if frame.empty else dict(zip(frame.columns, frame.iloc[0].tolist(), strict=True))
+
     def intraday_levels(self, underlying: Underlying, day: dt.date) -> pd.DataFrame:
         """Every ``gex_levels`` row of ``day`` (America/New_York trading day), oldest snapshot first."""
         return self._frame(underlying, GEX_LEVELS, "WHERE session_date = %s ORDER BY snapshot_ts", [day])
@@ -264,7 +276,14 @@ class DashboardStore:
         return self._live(key, lambda store: store.live_levels(underlying, session_date, since, latest))
 
     def latest_live_levels(self, underlying: Underlying) -> pd.DataFrame:
-        """The newest live-levels row: today's (America/New_York) when the engine runs, else the newest of all."""
+        """The newest live-levels row (zero rows when the engine never wrote one).
+
+        PostgreSQL: one backward scan of the primary key. Embedded: today's (America/New_York) newest row first,
+        which DuckDB finds from its zone maps without reading the history; the newest of all only when today has
+        none (either is re-read only after the file changed).
+        """
+        if self.kind == "postgres":
+            return self.live_levels(underlying, latest=True)
         today = market_calendar.utc_now().tz_convert(market_calendar.NEW_YORK).date()
         frame = self.live_levels(underlying, session_date=today, latest=True)
         return frame if not frame.empty else self.live_levels(underlying, latest=True)
