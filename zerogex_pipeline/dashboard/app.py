@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import (
@@ -59,6 +60,7 @@ from zerogex_pipeline.dashboard.service import (
 )
 from zerogex_pipeline.schemas import GEX_LEVELS, LIVE_LEVELS
 from zerogex_pipeline.settings import Settings
+from zerogex_pipeline.storage.dashboard_queries import CacheMiss
 from zerogex_pipeline.storage.table_slices import StorageError
 
 LOG = logging.getLogger("zerogex.dashboard")
@@ -258,7 +260,7 @@ def create_app(settings: Settings, token: str | None = None, poll_s: float = DEF
 
     @app.get(f"{API}/{{underlying}}/levels/latest", response_model=models.LatestLevels, responses=ERRORS,
              tags=["levels"])
-    def latest(request: Request, underlying: str, source: str | None = None) -> Response:
+    async def latest(request: Request, underlying: str, source: str | None = None) -> Response:
         """The newest levels: spot, net GEX, zero gamma, walls, max pain, their age and the regime.
 
         `source`: `auto` (default: the newer of the live engine's `live_levels` row and the newest stored
@@ -266,7 +268,12 @@ def create_app(settings: Settings, token: str | None = None, poll_s: float = DEF
         """
         _only(request, "source")
         u = service.underlying(underlying)
-        return ok(service.latest(u, parse_choice(source, "source", LATEST_SOURCES)))
+        which = parse_choice(source, "source", LATEST_SOURCES)
+        try:  # unchanged embedded store: answered on the event loop from kept results (stat calls only)
+            with service.store.cache_only():
+                return ok(service.latest(u, which))
+        except CacheMiss:
+            return ok(await run_in_threadpool(service.latest, u, which))
 
     @app.get(f"{API}/{{underlying}}/levels/intraday", response_model=models.IntradayLevels, responses=ERRORS,
              tags=["levels"])

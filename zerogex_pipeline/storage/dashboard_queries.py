@@ -25,6 +25,7 @@ primary-key lookup of a few milliseconds at most). Errors are one line with the 
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import functools
 import os
@@ -60,6 +61,13 @@ CACHE_ENTRIES = 64
 Signature = tuple[tuple[int, int, int] | None, ...]
 
 HEATMAP_COLUMNS = ("snapshot_ts", "strike", "net_gex", "call_gex", "put_gex")
+
+
+class CacheMiss(Exception):  # noqa: N818  (a signal, not an error)
+    """Raised inside :meth:`DashboardStore.cache_only` when an answer would need a read of the store."""
+
+
+_CACHE_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("zerogex_dashboard_cache_only", default=False)
 
 
 @dataclass(frozen=True)
@@ -169,6 +177,16 @@ class DashboardStore:
             self._pg_idle.get_nowait().close()
         while not self._capture_idle.empty():
             self._capture_idle.get_nowait().close()
+
+    @contextmanager
+    def cache_only(self) -> Iterator[None]:
+        """Within this block, answer only from kept results (``stat`` calls only): raise :class:`CacheMiss` when a
+        read would be needed. Lets the web server answer unchanged data on its event loop, without a thread hop."""
+        token = _CACHE_ONLY.set(True)
+        try:
+            yield
+        finally:
+            _CACHE_ONLY.reset(token)
 
     # ------------------------------------------------------------------ stored levels
     def latest_levels(self, underlying: Underlying) -> pd.DataFrame:
@@ -329,6 +347,8 @@ class DashboardStore:
         hit = self._stored_cache.get(cache_key, signature)
         if hit is not None:
             return hit
+        if _CACHE_ONLY.get():
+            raise CacheMiss(str(cache_key))
         statement = sql.format(table=_table(underlying.key, table)).replace("%s", "?")
         conn = open_duckdb(path, read_only=True, wait_s=self.wait_s)
         try:
@@ -343,6 +363,8 @@ class DashboardStore:
         return result
 
     def _pg_rows(self, underlying: Underlying, table: str, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        if _CACHE_ONLY.get():
+            raise CacheMiss(table)
         statement = sql.format(table=_table(underlying.key, table)).encode()
         with self._pg_connection() as conn:
             try:
@@ -385,6 +407,8 @@ class DashboardStore:
 
     def _live(self, key: Hashable, read: Callable[[CaptureStore], pd.DataFrame]) -> pd.DataFrame:
         if self.kind == "postgres":
+            if _CACHE_ONLY.get():
+                raise CacheMiss("live_levels")
             try:
                 store = self._capture_idle.get_nowait()
             except queue.Empty:
@@ -405,6 +429,8 @@ class DashboardStore:
         hit = self._live_cache.get(key, signature)
         if hit is not None:
             return hit  # type: ignore[no-any-return]
+        if _CACHE_ONLY.get():
+            raise CacheMiss("live_levels")
         frame = read(CaptureStore(self.settings, wait_s=self.wait_s))
         self._live_cache.put(key, signature, frame)
         return frame
