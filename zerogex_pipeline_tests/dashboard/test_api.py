@@ -269,3 +269,21 @@ def test_openapi_document_and_docs_page(embedded_settings) -> None:
     assert js.status_code == 200 and b"plotly.js" in js.content[:200]
     screen = c.get("/spy")
     assert screen.status_code == 200 and "http" not in screen.text.replace("http-equiv", "")  # nothing remote
+
+
+def test_the_embedded_store_is_reread_exactly_when_a_file_changed(embedded_settings) -> None:
+    from zerogex_pipeline.storage.dashboard_queries import CacheMiss, DashboardStore
+
+    store = DashboardStore(embedded_settings)
+    with pytest.raises(CacheMiss), store.cache_only():  # nothing kept yet: a read is needed
+        store.latest_levels(SPY)
+    first = store.latest_levels(SPY)
+    with store.cache_only():  # unchanged files: the kept result, no read
+        assert store.latest_levels(SPY) is first
+        assert store.latest_live_levels(SPY).empty  # no live file at all
+    write_live(embedded_settings, live_row(DAYS[1], at("2024-06-13 16:00:05"), 550.0))
+    with pytest.raises(CacheMiss), store.cache_only():  # the live file appeared: re-read
+        store.latest_live_levels(SPY)
+    assert store.latest_live_levels(SPY)["spot"].tolist() == [550.0]
+    with store.cache_only():
+        assert store.latest_levels(SPY) is first  # the stored file did not change
