@@ -5,11 +5,14 @@ own process, as ``make ui`` runs it) and back, over a kept-alive connection (htt
 store and for PostgreSQL (a throwaway cluster, fsync on, or ``$ZEROGEX_BENCH_DATABASE_URL``). The answer is the
 newest of the live engine's ``live_levels`` row and the newest stored ``gex_levels`` row.
 
-History (the same in both stores): ``ZEROGEX_BENCH_HISTORY_DAYS`` (default 252, a year) simulated SPY sessions
-ending 2025-12-31, computed as the assets compute them (:func:`benchmarks.load_history.day_frames`: bars, chain
-snapshots, surface, levels; 3 expirations, 5-minute snapshots) and written once per store, plus a year of live
-levels: one ``live_levels`` row every 5 s of each session (the engine's default interval; 4,680 rows a day,
-derived from the day's stored levels).
+History (the same in both stores): ``ZEROGEX_BENCH_HISTORY_DAYS`` (default 252, a year) SPY sessions ending
+2025-12-31 in the two tables the answer reads, ``gex_levels`` (79 snapshots a session) and ``live_levels`` (one row
+every 5 s of each session, the engine's default interval: 4,680 a session, ~1.18M a year). The newest
+``ZEROGEX_BENCH_COMPUTED_DAYS`` (default 10) sessions are computed as the assets compute them
+(:func:`benchmarks.load_history.day_frames`: bars, chain snapshots, surface, levels; 3 expirations, 5-minute
+snapshots) and stored in full; the earlier sessions' levels and live rows are those computed sessions' rows re-dated
+(simulating and analysing a whole year costs ~2 CPU-s a session, 45+ minutes on the shared 2-core machine, and the
+answer reads neither the chain nor the surface). ``ZEROGEX_BENCH_COMPUTED_DAYS=252`` computes every session.
 
 Scenarios, per store (``ZEROGEX_BENCH_REQUESTS`` requests each, default 300, after 20 warm-up requests):
 
@@ -110,7 +113,21 @@ def _copy(conn: psycopg.Connection, schema: AssetSchema, frame: pd.DataFrame) ->
         cp.write(encode_binary_copy(frame, schema))
 
 
-def load(days: Sequence[dt.date], data_dir: Path, pg_url: str) -> dict[str, int]:
+def redated(frames: dict[str, pd.DataFrame], source: dt.date, day: dt.date) -> dict[str, pd.DataFrame]:
+    """``source``'s levels and live rows moved to ``day`` (same times of day, UTC)."""
+    shift = pd.Timedelta(days=(day - source).days)
+    out = {}
+    for schema in (GEX_LEVELS, LIVE_LEVELS):
+        frame = frames[schema.name].copy()
+        frame["session_date"] = pd.Timestamp(day)
+        for col in ("snapshot_ts", "spot_ts"):
+            if col in frame:
+                frame[col] = frame[col] + shift
+        out[schema.name] = frame
+    return out
+
+
+def load(days: Sequence[dt.date], data_dir: Path, pg_url: str, computed: int) -> dict[str, int]:
     """Write the history into ``data_dir``'s embedded files and into ``pg_url``; rows per table."""
     rows: dict[str, int] = {}
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -128,20 +145,30 @@ def load(days: Sequence[dt.date], data_dir: Path, pg_url: str) -> dict[str, int]
         store.execute(create_table_sql(f"spy.{quote_ident(schema.name)}", schema))
     ensure_capture_tables(live, "spy")
     started = time.perf_counter()
+    full_days = list(days[-max(1, min(computed, len(days))):])
+    full = dict(history(full_days, os.cpu_count() or 2))
+    print(f"  computed {len(full_days)} sessions {full_days[0]}..{full_days[-1]} in "
+          f"{time.perf_counter() - started:.0f} s", flush=True)
     try:
-        for i, (_date, frames) in enumerate(history(days, os.cpu_count() or 2), start=1):
+        for i, day in enumerate(days, start=1):
+            if day in full:
+                frames = full[day]
+            else:
+                source = full_days[(i - 1) % len(full_days)]
+                frames = redated(full[source], source, day)
+            schemas = [s for s in (*TABLES, LIVE_LEVELS) if s.name in frames]
             with pg.transaction():
-                for schema in (*TABLES, LIVE_LEVELS):
+                for schema in schemas:
                     _copy(pg, schema, frames[schema.name])
-            for schema in (*TABLES, LIVE_LEVELS):
+            for schema in schemas:
                 conn = live if schema is LIVE_LEVELS else store
                 conn.register("incoming", frames[schema.name])
                 cols = ", ".join(quote_ident(c) for c in schema.column_names)
                 conn.execute(f"INSERT INTO spy.{quote_ident(schema.name)} ({cols}) SELECT {cols} FROM incoming")
                 conn.unregister("incoming")
                 rows[schema.name] = rows.get(schema.name, 0) + len(frames[schema.name])
-            if i % 21 == 0:
-                print(f"  loaded {i}/{len(days)} days ({i / (time.perf_counter() - started):.2f} days/s)", flush=True)
+            if i % 42 == 0:
+                print(f"  written {i}/{len(days)} days ({time.perf_counter() - started:.0f} s)", flush=True)
         pg.execute("ANALYZE")
         pg.commit()
     finally:
@@ -280,6 +307,7 @@ def main() -> None:
     """Load the history into both stores, then measure the latest-levels latency on each."""
     days = trading_days(int(os.environ.get("ZEROGEX_BENCH_HISTORY_DAYS", "252")), END)
     requests = int(os.environ.get("ZEROGEX_BENCH_REQUESTS", "300"))
+    computed = int(os.environ.get("ZEROGEX_BENCH_COMPUTED_DAYS", "10"))
     admin = os.environ.get("ZEROGEX_BENCH_DATABASE_URL", "").strip()
     cluster = None
     if not admin:
@@ -296,7 +324,7 @@ def main() -> None:
               f"{version[0] if version else '?'} at {redact_url(admin)}, {os.cpu_count()} CPUs, "
               f"load average {os.getloadavg()[0]:.1f}")
         started = time.perf_counter()
-        rows = load(days, work / "data", pg_url)
+        rows = load(days, work / "data", pg_url, computed)
         print(f"  history loaded in {time.perf_counter() - started:.0f} s: "
               + ", ".join(f"{k} {v:,}" for k, v in rows.items()))
         sizes = {p.name: p.stat().st_size / 1e6 for p in (work / "data").glob("*.duckdb")}

@@ -172,9 +172,13 @@
     const $el = $("c-strikes");
     $el.dataset.snapshot = d.snapshot_ts;
     $el.dataset.expiration = d.expiration;
-    $("t-strikes").textContent = `GEX by strike · ${d.expiration === "all" ? `all ${d.expirations.length} expirations` : d.expiration === d.session_date ? `0DTE ${d.expiration}` : d.expiration} · ${etTime(d.snapshot_ts)} ET`;
+    $("t-strikes").textContent = `GEX by strike · ${expLabel(d)} · ${d.session_date} ${etTime(d.snapshot_ts)} ET`;
     renderExpirationButtons(d);
     state.renders.strikes += 1;
+  }
+  function expLabel(d) {
+    if (d.expiration === "all") return d.expirations ? `all ${d.expirations.length} expirations` : "all expirations";
+    return d.expiration === d.session_date ? `0DTE (expiration ${d.expiration})` : `expiration ${d.expiration}`;
   }
   function renderExpirationButtons(d) {
     const box = $("expirations");
@@ -233,10 +237,11 @@
         marker: { color: col(rows, "net_gex").map((v) => (v >= 0 ? C.call : C.put)) }, hovertemplate: `net %{y:,.2f} ${s.u}` },
     ];
     if (live.length) {
+      const mode = live.length < 60 ? "lines+markers" : "lines";  // a few live rows would be invisible as lines
       traces.push(
-        { type: "scatter", mode: "lines", name: "spot (live)", x: tl, y: col(live, "spot"), line: { color: "#7fd4ff", width: 1.2 }, hovertemplate: "%{y:$,.2f}" },
-        { type: "scatter", mode: "lines", name: "zero γ (live)", x: tl, y: col(live, "zero_gamma"), line: { color: C.zg, width: 1, dash: "dot" }, hovertemplate: "%{y:$,.2f}" },
-        { type: "scatter", mode: "lines", name: "net GEX (live)", x: tl, y: scaled(col(live, "net_gex"), s), yaxis: "y2", line: { color: C.net, width: 1.2 }, hovertemplate: `%{y:,.2f} ${s.u}` });
+        { type: "scatter", mode, marker: { size: 4 }, name: "spot (live)", x: tl, y: col(live, "spot"), line: { color: "#7fd4ff", width: 1.2 }, hovertemplate: "%{y:$,.2f}" },
+        { type: "scatter", mode, marker: { size: 4 }, name: "zero γ (live)", x: tl, y: col(live, "zero_gamma"), line: { color: C.zg, width: 1, dash: "dot" }, hovertemplate: "%{y:$,.2f}" },
+        { type: "scatter", mode, marker: { size: 4 }, name: "net GEX (live)", x: tl, y: scaled(col(live, "net_gex"), s), yaxis: "y2", line: { color: C.net, width: 1.2 }, hovertemplate: `%{y:,.2f} ${s.u}` });
     }
     draw("c-intraday", traces, baseLayout({
       uirevision: state.day, bargap: 0.1,
@@ -284,7 +289,7 @@
     }));
     const el = $("c-heatmap");
     el.dataset.snapshots = String(d.snapshot_ts.length);
-    $("t-heatmap").textContent = `Net GEX by strike × time · ${d.session_date} · ${d.expiration === "all" ? "all expirations" : d.expiration === d.session_date ? `0DTE ${d.expiration}` : d.expiration}`;
+    $("t-heatmap").textContent = `Net GEX by strike × time · ${d.session_date} · ${expLabel(d)}`;
     state.renders.heatmap += 1;
   }
   const KIND = { zero_gamma_cross: "zero-γ cross", call_wall_breach: "call wall breach", put_wall_breach: "put wall breach",
