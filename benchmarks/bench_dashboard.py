@@ -102,7 +102,7 @@ def _day(args: tuple[str, dt.date]) -> tuple[dt.date, dict[str, pd.DataFrame]]:
 
 def history(days: Sequence[dt.date], workers: int) -> Iterator[tuple[dt.date, dict[str, pd.DataFrame]]]:
     """Each day's tables (computed in worker processes), oldest first."""
-    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=mp.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:  # fork, as load_history (python -m benchmarks)
         yield from pool.map(_day, [("SPY", d) for d in days], chunksize=1)
 
 
@@ -130,6 +130,11 @@ def redated(frames: dict[str, pd.DataFrame], source: dt.date, day: dt.date) -> d
 def load(days: Sequence[dt.date], data_dir: Path, pg_url: str, computed: int) -> dict[str, int]:
     """Write the history into ``data_dir``'s embedded files and into ``pg_url``; rows per table."""
     rows: dict[str, int] = {}
+    started = time.perf_counter()
+    full_days = list(days[-max(1, min(computed, len(days))):])
+    full = dict(history(full_days, os.cpu_count() or 2))  # before any connection is open (the workers fork)
+    print(f"  computed {len(full_days)} sessions {full_days[0]}..{full_days[-1]} in "
+          f"{time.perf_counter() - started:.0f} s", flush=True)
     data_dir.mkdir(parents=True, exist_ok=True)
     pg = open_connection(pg_url)
     migrate(pg, "spy")
@@ -144,11 +149,6 @@ def load(days: Sequence[dt.date], data_dir: Path, pg_url: str, computed: int) ->
     for schema in TABLES:
         store.execute(create_table_sql(f"spy.{quote_ident(schema.name)}", schema))
     ensure_capture_tables(live, "spy")
-    started = time.perf_counter()
-    full_days = list(days[-max(1, min(computed, len(days))):])
-    full = dict(history(full_days, os.cpu_count() or 2))
-    print(f"  computed {len(full_days)} sessions {full_days[0]}..{full_days[-1]} in "
-          f"{time.perf_counter() - started:.0f} s", flush=True)
     try:
         for i, day in enumerate(days, start=1):
             if day in full:
@@ -263,7 +263,7 @@ def measure(name: str, env: dict[str, str], requests: int, port: int) -> dict[st
         idle = [_timed(client, url) for _ in range(requests)]
         print(f"  {name} idle:            {_stats(idle)}")
         out["idle"] = float(np.percentile(idle, 95))
-        writer = mp.get_context("spawn").Process(target=_writer, args=(env, 3600.0, 1.0), daemon=True)
+        writer = mp.Process(target=_writer, args=(env, 3600.0, 1.0), daemon=True)
         writer.start()
         try:
             time.sleep(3.0)  # the writer is writing today's rows
