@@ -35,7 +35,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check zerogex_pipeline zerogex_pipeline_tests benchmarks
 	$(BIN)/mypy zerogex_pipeline benchmarks
 
-# The Dagster UI and daemon, with the stream engine beside them (its log: data/stream.log). The engine follows the
+# The Dagster UI and daemon, with the stream engine and the live screen beside them (zerogex dashboard on
+# http://127.0.0.1:8050; the engine's log: data/stream.log); both stop with dagster dev. The engine follows the
 # wall clock: it captures today's session when the market is open and waits otherwise. `make ui REPLAY=recent`
 # replays the latest session at REPLAY_SPEED (10x) through every process instead (one shared ZEROGEX_CLOCK), so the
 # capture-driven refresh, the capture check and the screens move with it.
@@ -46,7 +47,8 @@ ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	if [ -n "$(REPLAY)" ]; then \
 	    export ZEROGEX_CLOCK=$$($(BIN)/zerogex stream --at $(REPLAY) --speed $(REPLAY_SPEED) --print-clock); fi; \
 	$(BIN)/zerogex stream > data/stream.log 2>&1 & stream=$$!; \
-	trap 'kill $$stream 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/zerogex dashboard & dashboard=$$!; \
+	trap 'kill $$stream $$dashboard 2>/dev/null; wait $$dashboard' EXIT INT TERM; \
 	$(BIN)/dagster dev -w workspace.yaml
 
 bench: $(STAMP)

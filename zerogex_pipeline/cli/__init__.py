@@ -11,6 +11,7 @@ import dagster as dg
 
 from zerogex_pipeline.cli import (
     backfill_command,
+    dashboard_command,
     emulator_command,
     gex_command,
     levels_command,
@@ -19,8 +20,8 @@ from zerogex_pipeline.cli import (
     ts_command,
 )
 
-COMMAND_MODULES = [run_command, backfill_command, levels_command, stream_command, gex_command, ts_command,
-                   emulator_command]
+COMMAND_MODULES = [run_command, backfill_command, levels_command, stream_command, dashboard_command, gex_command,
+                   ts_command, emulator_command]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
