@@ -14,11 +14,13 @@ from zerogex_pipeline.cli import (
     emulator_command,
     gex_command,
     levels_command,
+    migrate_command,
     run_command,
     ts_command,
 )
 
-COMMAND_MODULES = [run_command, backfill_command, levels_command, gex_command, ts_command, emulator_command]
+COMMAND_MODULES = [run_command, backfill_command, levels_command, gex_command, ts_command, emulator_command,
+                   migrate_command]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
