@@ -19,10 +19,10 @@ import dagster as dg
 import duckdb
 import pandas as pd
 from dagster._core.storage.db_io_manager import DbClient, DbTypeHandler, TableSlice
-from dagster._utils.backoff import backoff
 from pydantic import Field
 
 from zerogex_pipeline.schemas import SQL_TYPE, AssetSchema
+from zerogex_pipeline.storage.duckdb_files import DEFAULT_WAIT_S, open_duckdb
 from zerogex_pipeline.storage.partitioned_db_io_manager import PartitionedDbIOManager
 from zerogex_pipeline.storage.table_slices import (
     StorageError,
@@ -149,16 +149,10 @@ class DuckDbPartitionClient(DbClient):
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         config = context.resource_config or {}
         path = Path(str(config["database"]))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Another process (a concurrent run) may hold DuckDB's file lock; wait for it like dagster-duckdb.
-        conn = backoff(
-            fn=duckdb.connect,
-            retry_on=(RuntimeError, duckdb.IOException),
-            kwargs={"database": str(path), "read_only": False},
-            max_retries=10,
-        )
+        # Another process (a concurrent run, a reader) may hold DuckDB's file lock: wait for it, bounded.
+        # Anything else (a read-only or full disk, a corrupt file) fails at once.
+        conn = open_duckdb(path, read_only=False, wait_s=float(str(config.get("lock_wait_seconds", DEFAULT_WAIT_S))))
         try:
-            run_sql(conn, "SET TimeZone = 'UTC'")
             conn.begin()
             try:
                 yield conn
@@ -202,6 +196,9 @@ class DuckDBFrameIOManager(dg.ConfigurableIOManagerFactory):
     database: str = Field(description="Path of the DuckDB database file.")
     schema_: str | None = Field(
         default=None, alias="schema", description="Schema for every table; default: the asset-key prefix."
+    )
+    lock_wait_seconds: float = Field(
+        default=DEFAULT_WAIT_S, description="Seconds a write or read waits while another process holds the file."
     )
 
     def create_io_manager(self, context: dg.InitResourceContext) -> PartitionedDbIOManager:
