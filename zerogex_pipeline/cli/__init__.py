@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 import warnings
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from zerogex_pipeline.cli import (
     run_command,
     ts_command,
 )
+from zerogex_pipeline.cli.arguments import OneLineParser
 
 COMMAND_MODULES = [run_command, backfill_command, levels_command, gex_command, ts_command, emulator_command,
                    migrate_command]
@@ -25,7 +25,7 @@ COMMAND_MODULES = [run_command, backfill_command, levels_command, gex_command, t
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen command; returns the process exit status."""
-    parser = argparse.ArgumentParser(prog="zerogex", description="ZeroGEX pipeline command line.")
+    parser = OneLineParser(prog="zerogex", description="ZeroGEX pipeline command line.")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in COMMAND_MODULES:
         module.register(sub)
