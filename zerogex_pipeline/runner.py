@@ -20,6 +20,7 @@ from zerogex_pipeline.definitions import build_underlying_assets
 from zerogex_pipeline.defs.checks.asset_checks import build_asset_checks
 from zerogex_pipeline.defs.partitions import chain_partition_key, expirations_partitions_name
 from zerogex_pipeline.defs.resources import build_resources
+from zerogex_pipeline.run_liveness import process_tags
 from zerogex_pipeline.settings import Settings
 from zerogex_pipeline.sources.base import MarketDataSource
 from zerogex_pipeline.underlyings import Underlying
@@ -128,7 +129,7 @@ def materialize_day(
             resources=resources,
             raise_on_error=False,
             run_config=QUIET_RUN_CONFIG if quiet else None,
-            tags={"zerogex/trigger": "cli"},
+            tags={"zerogex/trigger": "cli", **process_tags()},  # lets a later start tell if this process died
         )
         if not result.success:
             failure = next((e for e in result.all_events if e.is_step_failure), None)
