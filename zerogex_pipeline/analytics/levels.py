@@ -76,8 +76,10 @@ def snapshot_levels(rows: pd.DataFrame) -> dict[str, object]:
     if "call_iv_source" in rows:
         sources = pd.concat([rows["call_iv_source"], rows["put_iv_source"]]).value_counts()
         rec["iv_sources"] = json.dumps({str(k): int(v) for k, v in sources.items()}, sort_keys=True)
+    listed = sorted(pd.to_datetime(rows["expiration"].unique()).strftime("%Y-%m-%d"))
     rec.update({
-        "expirations": int(rows["expiration"].nunique()),
+        "expirations": len(listed),
+        "expiration_list": json.dumps(listed),
         "contracts": int(np.count_nonzero(np.isfinite(chain.iv) & (chain.T > 0))),
         "rate": chain.r, "dividend_yield": chain.q, "convention": CONVENTION,
     })
