@@ -18,6 +18,7 @@ from zerogex_pipeline.cli import (
     ts_command,
 )
 from zerogex_pipeline.cli.arguments import OneLineParser
+from zerogex_pipeline.cli.logs import configure_logging
 
 COMMAND_MODULES = [run_command, backfill_command, levels_command, gex_command, ts_command, emulator_command,
                    migrate_command]
@@ -33,6 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     try:
+        configure_logging(getattr(args, "debug", False))
         return int(args.handler(args))
     except KeyboardInterrupt:
         return 130
