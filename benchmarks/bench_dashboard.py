@@ -55,10 +55,8 @@ from benchmarks.load_history import TABLES, day_frames, trading_days
 from zerogex_pipeline.schemas import GEX_LEVELS, LIVE_LEVELS, AssetSchema
 from zerogex_pipeline.settings import load_settings
 from zerogex_pipeline.storage.capture_store import (
-    CAPTURE_FILE,
     CaptureBatch,
     CaptureStore,
-    ensure_capture_tables,
 )
 from zerogex_pipeline.storage.duckdb_io_manager import create_table_sql
 from zerogex_pipeline.storage.postgres_cluster import ThrowawayCluster
@@ -142,13 +140,11 @@ def load(days: Sequence[dt.date], data_dir: Path, pg_url: str, computed: int) ->
         apply_timescaledb(pg, "spy", TimescalePolicy())
     pg.commit()
     store = duckdb.connect(str(data_dir / "zerogex.duckdb"))
-    live = duckdb.connect(str(data_dir / CAPTURE_FILE))
+    live = CaptureStore(load_settings({"ZEROGEX_DATA_DIR": str(data_dir)}, env_file=None))
     store.execute("SET TimeZone = 'UTC'")
-    live.execute("SET TimeZone = 'UTC'")
     store.execute("CREATE SCHEMA IF NOT EXISTS spy")
     for schema in TABLES:
         store.execute(create_table_sql(f"spy.{quote_ident(schema.name)}", schema))
-    ensure_capture_tables(live, "spy")
     try:
         for i, day in enumerate(days, start=1):
             if day in full:
@@ -161,11 +157,13 @@ def load(days: Sequence[dt.date], data_dir: Path, pg_url: str, computed: int) ->
                 for schema in schemas:
                     _copy(pg, schema, frames[schema.name])
             for schema in schemas:
-                conn = live if schema is LIVE_LEVELS else store
-                conn.register("incoming", frames[schema.name])
-                cols = ", ".join(quote_ident(c) for c in schema.column_names)
-                conn.execute(f"INSERT INTO spy.{quote_ident(schema.name)} ({cols}) SELECT {cols} FROM incoming")
-                conn.unregister("incoming")
+                if schema is LIVE_LEVELS:
+                    live.write(CaptureBatch(levels={"spy": frames[schema.name]}))
+                else:
+                    store.register("incoming", frames[schema.name])
+                    cols = ", ".join(quote_ident(c) for c in schema.column_names)
+                    store.execute(f"INSERT INTO spy.{quote_ident(schema.name)} ({cols}) SELECT {cols} FROM incoming")
+                    store.unregister("incoming")
                 rows[schema.name] = rows.get(schema.name, 0) + len(frames[schema.name])
             if i % 42 == 0:
                 print(f"  written {i}/{len(days)} days ({time.perf_counter() - started:.0f} s)", flush=True)

@@ -8,6 +8,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from zerogex_pipeline.defs.alerts.assets import build_alert_assets
 from zerogex_pipeline.defs.alerts.sensors import build_levels_alert_sensor
 from zerogex_pipeline.defs.automation.intraday_refresh import build_intraday_refresh_sensor
+from zerogex_pipeline.defs.automation.orphaned_runs import build_orphaned_runs_sensor
 from zerogex_pipeline.defs.automation.schedules import (
     build_backfill_job,
     build_backtest_job,
@@ -70,6 +71,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
         ]
         sensors += [build_intraday_refresh_sensor(u, settings, core), build_levels_alert_sensor(u, levels, alerts[0]),
                     build_capture_watch_sensor(u, settings)]
+    sensors.append(build_orphaned_runs_sensor())
     return dg.Definitions(
         assets=assets, asset_checks=checks, jobs=jobs, schedules=schedules, sensors=sensors,
         resources=build_resources(settings),

@@ -27,6 +27,14 @@ def local_dagster_home(settings: Settings) -> Path:
 
 
 def get_instance(settings: Settings) -> dg.DagsterInstance:
-    """The persistent local instance (so ``make ui`` shows what ``make run`` materialized)."""
+    """The persistent local instance (so ``make ui`` shows what ``make run`` materialized).
+
+    Runs of this host left unfinished by a process that died are marked failed first (see
+    :func:`zerogex_pipeline.run_liveness.fail_orphaned_runs`), so the instance never shows them running.
+    """
+    from zerogex_pipeline.run_liveness import fail_orphaned_runs
+
     os.environ["DAGSTER_HOME"] = str(local_dagster_home(settings))
-    return dg.DagsterInstance.get()
+    instance = dg.DagsterInstance.get()
+    fail_orphaned_runs(instance)
+    return instance

@@ -9,6 +9,8 @@ of every partition however often a day is re-run.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -18,13 +20,14 @@ from zerogex_pipeline.definitions import build_underlying_assets
 from zerogex_pipeline.defs.checks.asset_checks import build_asset_checks
 from zerogex_pipeline.defs.partitions import chain_partition_key, expirations_partitions_name
 from zerogex_pipeline.defs.resources import build_resources
+from zerogex_pipeline.run_liveness import process_tags
 from zerogex_pipeline.settings import Settings
 from zerogex_pipeline.sources.base import MarketDataSource
 from zerogex_pipeline.underlyings import Underlying
 
 
 class RunFailedError(RuntimeError):
-    """A materialization run failed; the message names the asset and partition."""
+    """A materialization run failed; the message names the asset and partition, and where the run's full log is."""
 
 
 @dataclass
@@ -44,13 +47,22 @@ def day_expirations(source: MarketDataSource, underlying: Underlying, date: dt.d
 
 
 def _failure_message(event: dg.DagsterEvent | None) -> str:
-    """The innermost error message of a step failure (the user's error, not Dagster's wrapper)."""
+    """The innermost error message of a step failure (the user's error, not Dagster's wrapper), on one line.
+
+    Our own errors (``zerogex_pipeline.*``) already name the input and the problem, so their class name is
+    dropped; other exceptions keep their short class name (``KeyError: 'x'``).
+    """
     error = event.step_failure_data.error if event is not None and event.step_failure_data else None
     if error is None:
         return "see the run's logs"
     while error.cause is not None:
         error = error.cause
-    return error.message.strip()
+    message = " ".join(error.message.split())
+    match = re.match(r"^([\w.]+)\.(\w+): ", message)
+    if match:
+        module, name = match.groups()
+        message = message[match.end():] if module.startswith("zerogex_pipeline") else f"{name}: {message[match.end():]}"
+    return message
 
 
 def _failed_checks(result: dg.ExecuteInProcessResult) -> str:
@@ -77,8 +89,16 @@ def _rows(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> int:
     return 0
 
 
-QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-"""Run config that keeps Dagster's per-event DEBUG lines off the console (the instance still has them)."""
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+"""Run config that keeps Dagster's event lines (and a failure's tracebacks) off the console: the instance's event
+log still has all of them, and :class:`RunFailedError` says where."""
+
+
+def full_log_hint(run_id: str) -> str:
+    """Where a run's full event log is: the run id in the local Dagster instance, shown by ``make ui``."""
+    home = os.environ.get("DAGSTER_HOME", "")
+    where = f" in the Dagster instance {home}" if home else ""
+    return f"full log: run {run_id[:8]}{where} (make ui > Runs), or rerun with --debug"
 
 
 def materialize_day(
@@ -109,13 +129,13 @@ def materialize_day(
             resources=resources,
             raise_on_error=False,
             run_config=QUIET_RUN_CONFIG if quiet else None,
-            tags={"zerogex/trigger": "cli"},
+            tags={"zerogex/trigger": "cli", **process_tags()},  # lets a later start tell if this process died
         )
         if not result.success:
             failure = next((e for e in result.all_events if e.is_step_failure), None)
             detail = _failed_checks(result) or _failure_message(failure)
             names = ", ".join(a.key.to_user_string() for a in selection)
-            raise RunFailedError(f"{names} [{partition_key}] failed: {detail}")
+            raise RunFailedError(f"{names} [{partition_key}] failed: {detail} ({full_log_hint(result.run_id)})")
         for a in selection:
             out.rows[a.key.path[-1]] = out.rows.get(a.key.path[-1], 0) + _rows(result, a.key)
 

@@ -246,7 +246,7 @@ GEX_LEVELS = AssetSchema(
         ("call_wall_gex", "double", "Call GEX at the call wall, USD per 1% move.", True),
         ("put_wall", "double", "Strike at or below spot with the largest |put GEX|, USD.", True),
         ("put_wall_gex", "double", "Put GEX at the put wall, USD per 1% move.", True),
-        ("expirations", "bigint", "Number of expirations aggregated."),
+        ("expirations", "bigint", "Number of expirations aggregated (those of expiration_list)."),
         ("contracts", "bigint", "Number of contracts with a usable IV that entered the numbers."),
         ("rate", "double", "Risk-free rate r used."),
         ("dividend_yield", "double", "Dividend yield q used."),
@@ -273,6 +273,7 @@ GEX_LEVELS = AssetSchema(
         ("iv_sources", "text", "JSON counts of IV sources (vendor, mid, last, none) over contract lines.", True),
         ("coverage", "double", "Share of contracts with OI > 0 that have a usable IV.", True),
         ("t_convention", "text", "Time-to-expiry convention used.", True),
+        ("expiration_list", "text", "JSON list of the expirations (YYYY-MM-DD) the levels aggregate."),
     ),
     primary_key=("session_date", "snapshot_ts"),
 )
@@ -282,7 +283,6 @@ LIVE_LEVELS = AssetSchema(
     columns=tuple(c for c in GEX_LEVELS.columns) + _cols(
         ("spot_ts", "timestamptz", "Instant of the underlying price used as spot (UTC)."),
         ("feed", "text", "Live feed: tradestation (streams) or simulated (the simulated market replayed)."),
-        ("expiration_list", "text", "JSON list of the expirations (YYYY-MM-DD) the levels aggregate."),
         ("missing", "text", "What the levels lack at this instant (a stream not live, a window not covered); "
          "null when complete.", True),
         ("compute_ms", "double", "Milliseconds from the stream state to the levels (before the write)."),

@@ -27,6 +27,9 @@ TRADESTATION_CREDENTIAL_VARS = (
 
 DEFAULT_DATA_DIR = "data"
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+"""Values of ``LOG_LEVEL`` (the original ZeroGEX setting; default ``INFO``)."""
+
 
 class SettingsError(ValueError):
     """A setting has an invalid value. The message names the variable and the expected form."""
@@ -50,6 +53,8 @@ class Settings:
         alert_webhook_url: ``http(s)://`` URL that each new GEX alert is POSTed to as JSON
             (``ZEROGEX_ALERT_WEBHOOK_URL``); ``None``: alerts are only logged. May hold a secret
             token, so it is left out of ``repr`` and never logged whole (see :func:`redact_webhook_url`).
+        log_level: level of the pipeline's own log lines on stderr (``LOG_LEVEL``: DEBUG, INFO, WARNING,
+            ERROR or CRITICAL; default INFO). ``--debug`` on a command means DEBUG.
     """
 
     underlyings: tuple[Underlying, ...] = field(default_factory=lambda: (resolve_underlying("SPY"),))
@@ -63,6 +68,7 @@ class Settings:
     risk_free_rate: float = 0.04
     refresh_minutes: int = 5
     alert_webhook_url: str | None = field(default=None, repr=False)
+    log_level: str = "INFO"
 
     @property
     def duckdb_path(self) -> Path:
@@ -131,6 +137,25 @@ def _webhook_setting(env: Mapping[str, str], name: str) -> str | None:
     return raw
 
 
+def log_level_setting(env: Mapping[str, str]) -> str:
+    """``LOG_LEVEL`` upper-cased (``INFO`` when unset).
+
+    Raises:
+        SettingsError: not one of :data:`LOG_LEVELS`.
+    """
+    raw = env.get("LOG_LEVEL", "").strip()
+    if not raw:
+        return "INFO"
+    if raw.upper() not in LOG_LEVELS:
+        raise SettingsError(f"LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}, got {raw!r}")
+    return raw.upper()
+
+
+def read_environment(environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")) -> dict[str, str]:
+    """The variables settings are read from: ``env_file`` (dotenv) overridden by ``environ`` (``os.environ``)."""
+    return _read_environment(environ, env_file)
+
+
 def _has_tradestation_credentials(env: Mapping[str, str]) -> bool:
     return all(env.get(var, "").strip() for var in TRADESTATION_CREDENTIAL_VARS)
 
@@ -193,4 +218,5 @@ def load_settings(
         risk_free_rate=_float_setting(env, "ZEROGEX_RISK_FREE_RATE", 0.04, -0.05, 0.25),
         refresh_minutes=_int_setting(env, "ZEROGEX_REFRESH_MINUTES", 5, 1, 390),
         alert_webhook_url=_webhook_setting(env, "ZEROGEX_ALERT_WEBHOOK_URL"),
+        log_level=log_level_setting(env),
     )

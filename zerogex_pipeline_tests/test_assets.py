@@ -43,7 +43,8 @@ def test_definitions_load_and_validate(settings: Settings) -> None:
     checked = {k.asset_key.to_user_string() for k in graph.asset_check_keys}
     assert checked == {"spy/underlying_bars", "spy/option_chain_snapshots", "spy/gex_surface", "spy/gex_levels",
                        "spy/captured_quotes"}
-    assert {s.name for s in defs.sensors} == {"spy_intraday_refresh", "spy_levels_alerts", "spy_capture_watch"}
+    assert {s.name for s in defs.sensors} == {"spy_intraday_refresh", "spy_levels_alerts", "spy_capture_watch",
+                                              "zerogex_orphaned_runs"}
     assert {s.name for s in defs.schedules} == {"spy_pre_open_expirations", "spy_end_of_day", "spy_evening_backtest"}
     levels = dg.AssetKey(["spy", "gex_levels"])
     assert graph.get(levels).parent_keys == {dg.AssetKey(["spy", "gex_surface"])}

@@ -63,3 +63,19 @@ def test_cli_reports_bad_settings_in_one_line(tmp_path: Path, monkeypatch: pytes
     assert main(["run", "--days", "1"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "ZEROGEX_EXPIRATIONS" in err
+
+
+def test_a_failing_run_prints_one_line_and_where_its_full_log_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "not_a_dir").write_text("a file where the data dir should be")
+    monkeypatch.setenv("ZEROGEX_DATA_DIR", str(tmp_path / "not_a_dir" / "data"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("ZEROGEX_EXPIRATIONS", "1")
+    assert main(["run", "--days", "1", "--end", "2025-01-15", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err  # no Dagster event lines or tracebacks before it (50-81 lines before)
+    assert err.startswith("zerogex run: spy/underlying_bars [2025-01-15] failed: ")
+    assert "Not a directory" in err and "Traceback" not in err
+    assert "full log: run " in err and str(tmp_path / "dagster_home") in err

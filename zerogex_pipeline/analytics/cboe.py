@@ -1,5 +1,8 @@
 """Import of a CBOE delayed quote-table export ("quotedata" CSV) into the ``option_chain_snapshots`` frame.
 
+Every value is checked against its column (finite, non-negative where it must be, within bounds that no real
+contract exceeds, whole numbers of contracts): an error names the file, its 1-based line and the column.
+
 Layout: optional preamble lines, then ``<name>,Last: <spot>,...``, the date stamp (``Date: December 12, 2022 at
 8:30 PM EST`` or ``February 5 2022, 8:26 PM EST``), the header ``Expiration Date,Calls,...``; then one row per (expiration, strike) with the call
 columns left of ``Strike`` and the put columns right of it (22 columns). Zero IV / gamma / delta in the file
@@ -9,7 +12,7 @@ monthlies) is AM-settled, everything else (``SPXW``, ETFs) PM-settled.
 
 from __future__ import annotations
 
-import io
+import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,21 +95,145 @@ def parse_cboe_text(text: str, name: str = "input") -> CboeExport:
     if header != EXPECTED_HEADER:
         raise CboeFormatError(f"{name}: the header line is not the 22-column quote-table header "
                               f"(got {lines[h][:80]!r})")
-    try:
-        raw = pd.read_csv(io.StringIO("\n".join(lines[h + 1 :])), header=None, names=list(range(22)))
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise CboeFormatError(f"{name}: malformed data rows: {exc}") from None
-    if raw.empty:
-        raise CboeFormatError(f"{name}: no option rows")
-    try:
-        expiration = pd.to_datetime(raw[0], format="%a %b %d %Y")
-        numeric = raw.drop(columns=[0, 1, 12]).apply(pd.to_numeric, errors="raise")
-    except (ValueError, TypeError) as exc:
-        raise CboeFormatError(f"{name}: bad value in data rows: {exc}") from None
-    raw = pd.concat([raw[[0, 1, 12]], numeric], axis=1)[list(range(22))]
-    raw[0] = expiration
+    raw = _data_rows(lines, h, name)
     chain = _chain_frame(raw, spot, as_of, underlying)
     return CboeExport(underlying=underlying, spot=spot, as_of=as_of, chain=chain, raw=raw)
+
+
+MAX_CONTRACTS = 10_000_000
+"""Largest volume or open interest accepted for one contract (the largest real ones are under 10^6)."""
+MAX_PRICE_USD = 1_000_000.0
+"""Largest price or strike accepted, USD."""
+MAX_IV = 50.0
+"""Largest implied volatility accepted (annualized decimal: 5,000%)."""
+MAX_GAMMA = 100.0
+"""Largest gamma accepted, per share per USD."""
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """What one data column must hold: ``kind`` is 'date', 'symbol', 'number' or 'count', within [lo, hi]."""
+
+    kind: str
+    lo: float = 0.0
+    hi: float = MAX_PRICE_USD
+    strictly_positive: bool = False
+
+    def expected(self) -> str:
+        if self.kind == "date":
+            return "a date like 'Fri Dec 16 2022'"
+        if self.kind == "count":
+            return f"a whole number of contracts from 0 to {MAX_CONTRACTS:,}"
+        if self.strictly_positive:
+            return f"a number above 0 and at most {_plain(self.hi)}"
+        return f"a number from {_plain(self.lo)} to {_plain(self.hi)}"
+
+
+def _plain(x: float) -> str:
+    """``1,000,000`` or ``0.5``: numbers as people write them in a message."""
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:g}"
+
+
+_SIDE_RULES = [
+    _Rule("symbol"),  # Calls / Puts
+    _Rule("number"),  # Last Sale
+    _Rule("number", lo=-MAX_PRICE_USD),  # Net (change, either sign)
+    _Rule("number"),  # Bid
+    _Rule("number"),  # Ask
+    _Rule("count", hi=MAX_CONTRACTS),  # Volume
+    _Rule("number", hi=MAX_IV),  # IV
+    _Rule("number", lo=-1.0, hi=1.0),  # Delta
+    _Rule("number", hi=MAX_GAMMA),  # Gamma
+    _Rule("count", hi=MAX_CONTRACTS),  # Open Interest
+]
+_RULES = [_Rule("date"), *_SIDE_RULES, _Rule("number", strictly_positive=True), *_SIDE_RULES]
+"""One rule per column of :data:`EXPECTED_HEADER`."""
+
+
+def _column_label(col: int) -> str:
+    """``column 11 'Open Interest' (calls)``: 1-based position, header name, and side of the strike."""
+    side = "" if col in (0, 11) else (" (calls)" if col < 11 else " (puts)")
+    return f"column {col + 1} '{EXPECTED_HEADER[col]}'{side}"
+
+
+def _cell_problem(text: str, rule: _Rule) -> str | None:
+    """Why ``text`` breaks ``rule`` (``None`` when it is fine)."""
+    value = text.strip()
+    if rule.kind == "symbol":
+        return None
+    if not value:
+        return "empty"
+    if rule.kind == "date":
+        try:
+            pd.to_datetime(value, format="%a %b %d %Y")
+        except ValueError:
+            return f"{value!r} is not a date"
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return f"{value!r} is not a number"
+    if not np.isfinite(number):
+        return f"{value!r} is not finite"
+    if number < 0 <= rule.lo:
+        return f"{value} is negative"
+    if number < rule.lo or number > rule.hi or (rule.strictly_positive and number <= 0):
+        return f"{value} is out of range"
+    if rule.kind == "count" and number != int(number):
+        return f"{value} is not a whole number"
+    return None
+
+
+def _data_rows(lines: list[str], header: int, name: str) -> pd.DataFrame:
+    """The data lines below ``header`` as the 22 typed columns, each value checked against its column's rule.
+
+    Raises:
+        CboeFormatError: the first bad row or value in file order, naming ``name``, the 1-based line of the file
+            and the column (position, header name and side).
+    """
+    numbers: list[int] = []
+    rows: list[list[str]] = []
+    for index in range(header + 1, len(lines)):
+        if not lines[index].strip():
+            continue
+        cells = next(csv.reader([lines[index]]))
+        if len(cells) != len(EXPECTED_HEADER):
+            raise CboeFormatError(f"{name}: line {index + 1}: expected {len(EXPECTED_HEADER)} columns, got {len(cells)}")
+        numbers.append(index + 1)
+        rows.append(cells)
+    if not rows:
+        raise CboeFormatError(f"{name}: no option rows")
+    text = pd.DataFrame(rows, dtype=object)
+    columns: dict[int, pd.Series] = {}
+    bad = np.zeros((len(rows), len(_RULES)), dtype=bool)
+    for col, rule in enumerate(_RULES):
+        values = text[col].str.strip()
+        if rule.kind == "symbol":
+            columns[col] = values
+        elif rule.kind == "date":
+            parsed = pd.to_datetime(values, format="%a %b %d %Y", errors="coerce")
+            bad[:, col] = parsed.isna().to_numpy()
+            columns[col] = parsed
+        else:
+            number = pd.to_numeric(values.where(values != ""), errors="coerce").astype(np.float64)
+            ok = number.between(rule.lo, rule.hi) & np.isfinite(number)
+            if rule.strictly_positive:
+                ok &= number > 0
+            if rule.kind == "count":
+                ok &= number == np.floor(number)
+            bad[:, col] = ~ok.to_numpy()
+            columns[col] = number
+    if bad.any():
+        row, col = np.argwhere(bad)[0]  # row-major: the first bad value in file order
+        problem = _cell_problem(rows[row][col], _RULES[col]) or f"{rows[row][col]!r} is invalid"
+        raise CboeFormatError(
+            f"{name}: line {numbers[row]}, {_column_label(int(col))}: {problem}; expected {_RULES[col].expected()}"
+        )
+    raw = pd.DataFrame(columns)[list(range(len(_RULES)))]
+    for col, rule in enumerate(_RULES):
+        if rule.kind == "count":
+            raw[col] = raw[col].astype(np.int64)
+    return raw
 
 
 def read_cboe_csv(path: str | Path) -> CboeExport:

@@ -77,15 +77,17 @@ def levels_record(p: Product) -> dict[str, object]:
     return rec
 
 
-def chain_levels(chain: Chain, iv_sources: dict[str, int], expirations: int) -> dict[str, object]:
+def chain_levels(chain: Chain, iv_sources: dict[str, int], expirations: list[str]) -> dict[str, object]:
     """The ``gex_levels`` columns (without the key columns) of one snapshot's engine arrays.
 
-    ``iv_sources``: contract lines per IV source; ``expirations``: distinct expiration dates aggregated.
+    ``iv_sources``: contract lines per IV source; ``expirations``: the expiration dates (``YYYY-MM-DD``) aggregated.
     """
     rec = levels_record(compute_product(chain))
     rec["iv_sources"] = json.dumps(iv_sources, sort_keys=True)
+    listed = sorted(set(expirations))
     rec.update({
-        "expirations": expirations,
+        "expirations": len(listed),
+        "expiration_list": json.dumps(listed),
         "contracts": int(np.count_nonzero(np.isfinite(chain.iv) & (chain.T > 0))),
         "rate": chain.r, "dividend_yield": chain.q, "convention": CONVENTION,
     })
@@ -98,7 +100,8 @@ def snapshot_levels(rows: pd.DataFrame) -> dict[str, object]:
     if "call_iv_source" in rows:
         counts = pd.concat([rows["call_iv_source"], rows["put_iv_source"]]).value_counts()
         sources = {str(k): int(v) for k, v in counts.items()}
-    return chain_levels(chain_from_surface(rows), sources, int(rows["expiration"].nunique()))
+    listed = list(pd.to_datetime(rows["expiration"].unique()).strftime("%Y-%m-%d"))
+    return chain_levels(chain_from_surface(rows), sources, listed)
 
 
 def build_levels(surface: pd.DataFrame) -> pd.DataFrame:

@@ -27,6 +27,7 @@ Tolerances (and why):
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -356,8 +357,27 @@ def validate_surface(surface: pd.DataFrame, chain: pd.DataFrame) -> ValidationRe
     return out.result("gex_reconciliation", numbers)
 
 
+def surface_of_listed_expirations(levels: pd.DataFrame, surface: pd.DataFrame) -> pd.DataFrame:
+    """The ``surface`` rows whose (snapshot, expiration) a levels row lists in its ``expiration_list`` (JSON), and
+    every row of a snapshot that has no levels row."""
+    listed = levels[["snapshot_ts"]].assign(
+        expiration=[json.loads(text) if isinstance(text, str) else [] for text in levels["expiration_list"]]
+    ).explode("expiration").dropna()
+    wanted = pd.MultiIndex.from_arrays([
+        pd.to_datetime(listed["snapshot_ts"], utc=True), pd.to_datetime(listed["expiration"]).astype("datetime64[ns]"),
+    ])
+    have = pd.MultiIndex.from_arrays([
+        pd.to_datetime(surface["snapshot_ts"], utc=True), pd.to_datetime(surface["expiration"]).astype("datetime64[ns]"),
+    ])
+    unlisted = ~have.get_level_values(0).isin(pd.to_datetime(levels["snapshot_ts"], utc=True))
+    return surface[have.isin(wanted) | unlisted]  # a snapshot without a levels row keeps its rows (a rule flags it)
+
+
 def validate_levels(levels: pd.DataFrame, surface: pd.DataFrame) -> ValidationResult:
     """Plausibility of one day's ``gex_levels`` and reconciliation with that day's ``gex_surface``.
+
+    With an ``expiration_list`` column, each levels row is reconciled with the surface of exactly the
+    expirations it lists (a surface stored for an expiration no longer tracked is not part of it).
 
     Rules: one level row per surface snapshot; spot equals the surface's spot; call/put/net totals equal
     the sums of the surface by strike over all expirations (relative ``RECONCILE_RTOL`` of the snapshot's
@@ -372,6 +392,8 @@ def validate_levels(levels: pd.DataFrame, surface: pd.DataFrame) -> ValidationRe
                              "zero_gamma_reason", "call_wall", "call_wall_gex", "put_wall", "put_wall_gex",
                              "zero_gamma_raw", "zero_gamma_raw_reason"], "gex_levels")
     require_columns(surface, ["snapshot_ts", "strike", "spot", "call_gex", "put_gex", "net_gex"], "gex_surface")
+    if "expiration_list" in levels.columns and "expiration" in surface.columns:
+        surface = surface_of_listed_expirations(levels, surface)
     out = _Collector()
     key = ["snapshot_ts"]
     agg = surface.assign(gross=surface["call_gex"].abs() + surface["put_gex"].abs()).groupby("snapshot_ts").agg(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 import warnings
 from collections.abc import Sequence
@@ -15,18 +14,21 @@ from zerogex_pipeline.cli import (
     emulator_command,
     gex_command,
     levels_command,
+    migrate_command,
     run_command,
     stream_command,
     ts_command,
 )
+from zerogex_pipeline.cli.arguments import OneLineParser
+from zerogex_pipeline.cli.logs import configure_logging
 
 COMMAND_MODULES = [run_command, backfill_command, levels_command, stream_command, dashboard_command, gex_command,
-                   ts_command, emulator_command]
+                   ts_command, emulator_command, migrate_command]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen command; returns the process exit status."""
-    parser = argparse.ArgumentParser(prog="zerogex", description="ZeroGEX pipeline command line.")
+    parser = OneLineParser(prog="zerogex", description="ZeroGEX pipeline command line.")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in COMMAND_MODULES:
         module.register(sub)
@@ -34,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     try:
+        configure_logging(getattr(args, "debug", False))
         return int(args.handler(args))
     except KeyboardInterrupt:
         return 130

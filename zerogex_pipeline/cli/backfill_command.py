@@ -9,11 +9,14 @@ With ``--wait`` the command polls the backfill until it ends and exits non-zero 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
+import dagster as dg
 from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
 from dagster._core.execution.backfill import BulkActionStatus
 
+from zerogex_pipeline.cli.arguments import iso_date
 from zerogex_pipeline.definitions import build_underlying_assets
 from zerogex_pipeline.defs.automation.backfills import (
     backfill_sessions,
@@ -29,18 +32,45 @@ ENDED = {BulkActionStatus.COMPLETED_SUCCESS, BulkActionStatus.COMPLETED_FAILED, 
          BulkActionStatus.CANCELED, BulkActionStatus.COMPLETED}
 
 
+DAEMON_HEARTBEAT_TOLERANCE_S = 90.0
+"""A backfill daemon is running when its last heartbeat (every 30 s) is younger than this."""
+
+
+def backfill_daemon_down(instance: dg.DagsterInstance, now: float | None = None) -> str | None:
+    """Why no backfill daemon is executing backfills of ``instance`` (``None`` when one heartbeats)."""
+    heartbeat = instance.get_daemon_heartbeats().get("BACKFILL")
+    now = time.time() if now is None else now
+    if heartbeat is None:
+        return "no Dagster daemon has ever run for this instance"
+    age = now - heartbeat.timestamp
+    if age > DAEMON_HEARTBEAT_TOLERANCE_S:
+        return f"no Dagster daemon is running for this instance (the backfill daemon's last heartbeat was {age:.0f} s ago)"
+    return None
+
+
+def _no_daemon_message(reason: str, instance: dg.DagsterInstance) -> str:
+    home = instance.root_directory if instance.is_persistent else "the instance"
+    return (f"{reason} ({home}); start one with `make ui` (dagster dev: webserver and daemon) or "
+            f"`DAGSTER_HOME={home} dagster-daemon run -w workspace.yaml`, then run this again")
+
+
 def _handle(args: argparse.Namespace) -> int:
     settings = load_settings()
     underlying = resolve_underlying(args.underlying) if args.underlying else settings.underlyings[0]
     sessions = backfill_sessions(args.start, args.end)
-    plan = tracked_expirations(build_market_data(settings).get_source(), underlying, sessions, settings.expirations)
     instance = get_instance(settings)
+    down = backfill_daemon_down(instance)
+    if down is not None and args.wait:  # nothing would ever run it: say so now, submit nothing
+        raise RuntimeError(_no_daemon_message(down, instance))
+    plan = tracked_expirations(build_market_data(settings).get_source(), underlying, sessions, settings.expirations)
     graph = AssetGraph.from_assets(build_underlying_assets(underlying, settings))
     title = f"{underlying.name} {sessions[0]}..{sessions[-1]}"
     backfill_id = submit_trading_day_backfill(instance, graph, underlying, plan, title=title)
     chains = sum(len(e) for e in plan.values())
     print(f"submitted backfill {backfill_id}: {title}, {len(sessions)} trading day(s), {chains} chain partitions")
     if not args.wait:
+        if down is not None:
+            print(f"note: {_no_daemon_message(down, instance)}", file=sys.stderr)
         print("the backfill daemon runs it (make ui); watch it under Overview > Backfills")
         return 0
     started = time.monotonic()
@@ -48,6 +78,10 @@ def _handle(args: argparse.Namespace) -> int:
         backfill = instance.get_backfill(backfill_id)
         if backfill is not None and backfill.status in ENDED:
             break
+        down = backfill_daemon_down(instance)
+        if down is not None:  # the daemon stopped while we waited: the backfill stays queued for the next one
+            raise RuntimeError(f"backfill {backfill_id} is still {backfill.status.value if backfill else 'queued'}: "
+                               + _no_daemon_message(down, instance))
         time.sleep(2.0)
     print(f"backfill {backfill_id}: {backfill.status.value} after {time.monotonic() - started:.0f} s")
     return 0 if backfill.status in (BulkActionStatus.COMPLETED_SUCCESS, BulkActionStatus.COMPLETED) else 1
@@ -56,8 +90,8 @@ def _handle(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``backfill`` command."""
     p = sub.add_parser("backfill", help="submit a backfill of every asset over a date range (daemon runs it)")
-    p.add_argument("--start", required=True, help="first date, YYYY-MM-DD")
-    p.add_argument("--end", required=True, help="last date, YYYY-MM-DD")
+    p.add_argument("--start", required=True, type=iso_date, help="first date, YYYY-MM-DD")
+    p.add_argument("--end", required=True, type=iso_date, help="last date, YYYY-MM-DD")
     p.add_argument("--underlying", help="underlying name (default: the first of ZEROGEX_UNDERLYINGS)")
     p.add_argument("--wait", action="store_true", help="wait until the backfill ends; exit 1 unless it completed")
     p.set_defaults(handler=_handle)

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from zerogex_pipeline import market_calendar
+from zerogex_pipeline.cli.arguments import iso_date, trading_days
 from zerogex_pipeline.cli.formatting import render_table, usd, usd_compact
 from zerogex_pipeline.settings import Settings, load_settings
 from zerogex_pipeline.storage.capture_store import CaptureStore
@@ -113,7 +114,7 @@ def _handle(args: argparse.Namespace) -> int:
             raise StorageError(f"{underlying.key}.gex_levels: no levels stored for {day}")
         print(snapshot_levels_table(frame, f"{underlying.name} GEX levels on {day}, by snapshot ({CONVENTION})"))
         return 0
-    end = _date_arg(args.end, "--end") if args.end else None
+    end = args.end
     now = market_calendar.utc_now() if end is None else pd.Timestamp(f"{end} 23:59", tz=market_calendar.NEW_YORK)
     dates = market_calendar.last_completed_sessions(args.days, now)
     frame = closing_levels(settings, underlying, dates)
@@ -134,8 +135,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "levels", help="print stored levels: closing levels of recent days, the latest snapshot, or one day intraday"
     )
     p.add_argument("--underlying", help="underlying name (default: the first of ZEROGEX_UNDERLYINGS)")
-    p.add_argument("--days", type=int, default=3, help="number of trading days (default 3)")
-    p.add_argument("--end", help="last date to consider, YYYY-MM-DD (default: today)")
+    p.add_argument("--days", type=trading_days, default=3, help="number of trading days (default 3)")
+    p.add_argument("--end", type=iso_date, help="last date to consider, YYYY-MM-DD (default: today)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--latest", action="store_true", help="the newest stored snapshot's levels")
     which.add_argument("--intraday", metavar="YYYY-MM-DD", help="every snapshot's levels on one trading day")

@@ -1,7 +1,8 @@
-"""``zerogex ts ...``: TradeStation diagnostics (quotes, bars, options, search, market hours, depth, chain).
+"""``zerogex ts ...``: TradeStation diagnostics (quotes, bars, options, search, crypto pairs, market hours, depth, chain).
 
 Credentials and hosts come from ``TRADESTATION_*`` (environment, then ``.env``). ``--json`` prints
-machine-readable output; ``--debug`` logs every request (method, path, query, status, time; never
+machine-readable output; quotes requested while the NYSE regular session is closed come with a warning on stderr
+(``TS_WARN_MARKET_HOURS=false`` turns it off); ``--debug`` logs every request (method, path, query, status, time; never
 tokens or secrets) to stderr.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -135,6 +135,12 @@ def chain(args: argparse.Namespace, client: TradeStationClient) -> dict[str, Any
     return {"contracts": len(frame)}
 
 
+def crypto(args: argparse.Namespace, client: TradeStationClient) -> dict[str, Any]:
+    pairs = client.crypto_pairs()
+    _emit(args, {"crypto_pairs": pairs}, f"{len(pairs)} crypto pairs: {', '.join(pairs)}")
+    return {"pairs": len(pairs)}
+
+
 def run_all(args: argparse.Namespace, client: TradeStationClient) -> dict[str, Any]:
     sym = args.symbol
     checks: list[tuple[str, argparse.Namespace, Any]] = [
@@ -143,6 +149,7 @@ def run_all(args: argparse.Namespace, client: TradeStationClient) -> dict[str, A
                                     lastdate=None), bars),
         ("options", argparse.Namespace(symbol=sym, expiration=None), options),
         ("search", argparse.Namespace(text=sym, top=5), search),
+        ("crypto", argparse.Namespace(), crypto),
         ("market-hours", argparse.Namespace(), market_hours),
         ("depth", argparse.Namespace(symbol=sym, levels=5, timeout=args.timeout), depth),
         ("chain", argparse.Namespace(symbol=sym, expiration=None, strike_proximity=3, timeout=args.timeout), chain),
@@ -171,17 +178,10 @@ def run_all(args: argparse.Namespace, client: TradeStationClient) -> dict[str, A
 
 
 HANDLERS = {"quote": quote, "bars": bars, "options": options, "search": search, "market-hours": market_hours,
-            "depth": depth, "chain": chain, "all": run_all}
+            "depth": depth, "chain": chain, "crypto": crypto, "all": run_all}
 
 
 def _handle(args: argparse.Namespace) -> int:
-    if args.debug:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-        for name in ("zerogex_pipeline.tradestation", "zerogex_pipeline.sources"):
-            lg = logging.getLogger(name)
-            lg.setLevel(logging.DEBUG)
-            lg.addHandler(handler)
     if args.ts_command == "market-hours":
         market_hours(args)
         return 0
@@ -223,6 +223,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     c.add_argument("symbol")
     c.add_argument("--expiration", help="YYYY-MM-DD (default: the nearest)")
     c.add_argument("--strike-proximity", type=int, default=5, help="strikes above and below the center (5)")
+    ts.add_parser("crypto", parents=[common], help="the crypto pairs TradeStation lists (BTCUSD, ...)")
     a = ts.add_parser("all", parents=[common], help="run every diagnostic once")
     a.add_argument("symbol", nargs="?", default=DEFAULT_SYMBOL)
     p.set_defaults(handler=_handle)

@@ -10,7 +10,6 @@ instead of per strike (equal to 1e-9 relative; a test holds it).
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,12 +137,11 @@ def levels_row(u: Underlying, session_date: dt.date, snap: SnapshotArrays, rate:
     import time
 
     chain, sources = snapshot_chain(snap, rate, dividend_yield)
-    record = chain_levels(chain, sources, int(np.unique(snap.expiration).size))
     expirations = [str(e) for e in np.unique(snap.expiration.astype("datetime64[D]"))]
+    record = chain_levels(chain, sources, expirations)
     return {
         "underlying": u.name, "session_date": pd.Timestamp(session_date), "snapshot_ts": snap.instant,
-        **record, "spot_ts": pd.Timestamp(snap.spot.trade_ns, tz="UTC"), "feed": feed,
-        "expiration_list": json.dumps(expirations), "missing": missing,
+        **record, "spot_ts": pd.Timestamp(snap.spot.trade_ns, tz="UTC"), "feed": feed, "missing": missing,
         "compute_ms": (time.perf_counter_ns() - started_ns) / 1e6,
     }
 

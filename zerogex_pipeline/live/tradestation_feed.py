@@ -44,6 +44,7 @@ from zerogex_pipeline.tradestation.client import TradeStationClient
 from zerogex_pipeline.tradestation.errors import TradeStationError
 from zerogex_pipeline.tradestation.stream_slots import StreamSlot
 from zerogex_pipeline.tradestation.streams import (
+    QuoteBook,
     Stream,
     bar_stream,
     is_heartbeat,
@@ -139,11 +140,17 @@ class TradeStationFeed:
         spot = self.registry.register("spot", "quotes " + ",".join(u.ts_symbol for u in underlyings))
         symbols = [u.ts_symbol for u in underlyings]
 
+        book = QuoteBook()
+
         def on_quote(msg: dict[str, Any], completion: _Completion) -> None:
             u = by_symbol.get(str(msg.get("Symbol", "")).upper())
             if u is None:
                 return
             completion.data(u.ts_symbol.upper())
+            merged = book.merge(msg)  # later messages carry only what changed: a new TradeTime at the same Last too
+            if merged is None:
+                return
+            msg = merged
             price = to_float(msg.get("Last"))
             if price == price:
                 traded = to_timestamp(msg.get("TradeTime"))

@@ -19,10 +19,10 @@ import dagster as dg
 import duckdb
 import pandas as pd
 from dagster._core.storage.db_io_manager import DbClient, DbTypeHandler, TableSlice
-from dagster._utils.backoff import backoff
 from pydantic import Field
 
 from zerogex_pipeline.schemas import SQL_TYPE, AssetSchema
+from zerogex_pipeline.storage.duckdb_files import DEFAULT_WAIT_S, open_duckdb
 from zerogex_pipeline.storage.partitioned_db_io_manager import PartitionedDbIOManager
 from zerogex_pipeline.storage.table_slices import (
     StorageError,
@@ -53,13 +53,27 @@ def create_table_sql(qualified: str, schema: AssetSchema) -> str:
 EXISTING_ROW_VALUES: dict[tuple[str, str], str] = {
     ("gex_surface", "settlement"): "PM",
     ("option_chain_snapshots", "origin"): "historical",
+    ("gex_levels", "expiration_list"): "[]",
 }
 """Value of a non-nullable column added since a table was made, for the rows it already holds.
 
 Mirrors the PostgreSQL migrations: m0004 labels existing ``gex_surface`` rows 'PM' (rows from before
 it blended SPX AM and PM series; re-materialize SPX monthly dates to split them); m0005 labels existing
-chain rows 'historical' (nothing was captured from streams before it).
+chain rows 'historical' (nothing was captured from streams before it); m0006 gives existing levels rows the
+expirations of the stored surface at their snapshot (:data:`EXISTING_ROW_UPDATES`), else '[]'.
 """
+
+EXISTING_ROW_UPDATES: dict[tuple[str, str], tuple[str, str]] = {
+    ("gex_levels", "expiration_list"): (
+        "gex_surface",
+        "UPDATE {table} AS l SET expiration_list = listed.expiration_list FROM ("
+        "SELECT session_date, snapshot_ts, '[' || string_agg('\"' || strftime(expiration, '%Y-%m-%d') || '\"', ', ' "
+        "ORDER BY expiration) || ']' AS expiration_list "
+        "FROM (SELECT DISTINCT session_date, snapshot_ts, expiration FROM {source}) GROUP BY session_date, snapshot_ts"
+        ") AS listed WHERE l.session_date = listed.session_date AND l.snapshot_ts = listed.snapshot_ts",
+    ),
+}
+"""Computed values of a column added since a table was made, for its existing rows: (source table, UPDATE)."""
 
 
 def primary_key(conn: duckdb.DuckDBPyConnection, schema_name: str, table: str) -> tuple[str, ...]:
@@ -121,6 +135,13 @@ def ensure_table(conn: duckdb.DuckDBPyConnection, table_slice: TableSlice) -> As
             fill = EXISTING_ROW_VALUES.get((table_slice.table, col.name))
             default = "" if fill is None else f" DEFAULT '{fill}'"
             run_sql(conn, f"ALTER TABLE {qualified} ADD COLUMN {quote_ident(col.name)} {SQL_TYPE[col.kind]}{default}")
+            update = EXISTING_ROW_UPDATES.get((table_slice.table, col.name))
+            if update is not None and run_sql(
+                conn, "SELECT 1 FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                [table_slice.schema, update[0]],
+            ):
+                source = f"{quote_ident(table_slice.schema)}.{quote_ident(update[0])}"
+                run_sql(conn, update[1].format(table=qualified, source=source))
     if primary_key(conn, table_slice.schema, table_slice.table) != tuple(schema.primary_key):
         rebuild_with_declared_key(conn, table_slice, schema)
     return schema
@@ -149,16 +170,10 @@ class DuckDbPartitionClient(DbClient):
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         config = context.resource_config or {}
         path = Path(str(config["database"]))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Another process (a concurrent run) may hold DuckDB's file lock; wait for it like dagster-duckdb.
-        conn = backoff(
-            fn=duckdb.connect,
-            retry_on=(RuntimeError, duckdb.IOException),
-            kwargs={"database": str(path), "read_only": False},
-            max_retries=10,
-        )
+        # Another process (a concurrent run, a reader) may hold DuckDB's file lock: wait for it, bounded.
+        # Anything else (a read-only or full disk, a corrupt file) fails at once.
+        conn = open_duckdb(path, read_only=False, wait_s=float(str(config.get("lock_wait_seconds", DEFAULT_WAIT_S))))
         try:
-            run_sql(conn, "SET TimeZone = 'UTC'")
             conn.begin()
             try:
                 yield conn
@@ -202,6 +217,9 @@ class DuckDBFrameIOManager(dg.ConfigurableIOManagerFactory):
     database: str = Field(description="Path of the DuckDB database file.")
     schema_: str | None = Field(
         default=None, alias="schema", description="Schema for every table; default: the asset-key prefix."
+    )
+    lock_wait_seconds: float = Field(
+        default=DEFAULT_WAIT_S, description="Seconds a write or read waits while another process holds the file."
     )
 
     def create_io_manager(self, context: dg.InitResourceContext) -> PartitionedDbIOManager:

@@ -16,6 +16,7 @@ import psycopg
 
 from zerogex_pipeline.schemas import GEX_LEVELS
 from zerogex_pipeline.settings import Settings
+from zerogex_pipeline.storage.duckdb_files import open_duckdb
 from zerogex_pipeline.storage.table_slices import StorageError, quote_ident
 from zerogex_pipeline.underlyings import Underlying
 
@@ -63,12 +64,10 @@ def intraday_levels(settings: Settings, underlying: Underlying, date: dt.date) -
 
 def _duckdb(settings: Settings, underlying: Underlying, clause: str, params: list[object]) -> pd.DataFrame:
     """``SELECT <gex_levels columns> FROM <underlying>.gex_levels <clause>`` on the embedded store."""
-    if not settings.duckdb_path.exists():
-        raise StorageError(f"{settings.duckdb_path}: no embedded store yet; run `make run` first")
     cols = ", ".join(quote_ident(c) for c in GEX_LEVELS.column_names)
     table = f"{quote_ident(underlying.key)}.{quote_ident('gex_levels')}"
-    with duckdb.connect(str(settings.duckdb_path), read_only=True) as conn:
-        conn.execute("SET TimeZone = 'UTC'")
+    # A run writing meanwhile holds the file's lock for one transaction at a time: wait for it, bounded.
+    with open_duckdb(settings.duckdb_path, read_only=True) as conn:
         try:
             frame = conn.execute(f"SELECT {cols} FROM {table} {clause}", params).df()
         except duckdb.CatalogException:

@@ -18,20 +18,22 @@ from __future__ import annotations
 
 import atexit
 import functools
+import logging
 import os
 import re
 import select
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 import psycopg
+import tenacity
 from dagster._core.storage.db_io_manager import DbClient, DbTypeHandler, TableSlice
 from psycopg import errors as pg_errors
 from psycopg.copy import QueuedLibpqWriter
@@ -42,14 +44,19 @@ from zerogex_pipeline.schemas import AssetSchema
 from zerogex_pipeline.storage.partitioned_db_io_manager import PartitionedDbIOManager
 from zerogex_pipeline.storage.postgres_copy import iter_binary_copy
 from zerogex_pipeline.storage.postgres_migrations import (
+    DECOMPRESS_FUNCTION,
     TimescalePolicy,
     apply_timescaledb,
+    hypertable_names,
     migrate,
+    owns_tables,
     schema_drift,
+    timescaledb_layout_gaps,
     timescaledb_version,
 )
 from zerogex_pipeline.storage.table_slices import (
     StorageError,
+    TransientStorageError,
     display_query,
     frame_for_slice,
     qualified_name,
@@ -60,6 +67,8 @@ from zerogex_pipeline.storage.table_slices import (
     slice_schema,
     where_clause,
 )
+
+T = TypeVar("T")
 
 CONNECT_TIMEOUT_S = 10
 COPY_CHUNK_ROWS = 4096
@@ -105,14 +114,27 @@ def _one_line(text: str) -> str:
     return " ".join(part.strip() for part in text.strip().splitlines() if part.strip())
 
 
-def redact(text: str, url: str) -> str:
-    """``text`` on one line, with ``url``'s password (raw and URL-encoded forms) removed."""
-    out = _one_line(text)
+_USERINFO = re.compile(r"(://[^:/@\s\"']*:)[^@\s\"']*@")
+_PASSWORD_PARAM = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&'\"]*)", re.IGNORECASE)
+
+
+def redact(text: str, url: str, bare: bool = False) -> str:
+    """``text`` on one line with ``url``'s credential redacted where it appears as a credential.
+
+    Redacted: ``url`` itself (shown by :func:`redact_url`), the userinfo password of any URL in the
+    text (``://user:***@``) and any ``password=...`` setting. The password is not replaced wherever
+    its characters happen to occur (the password ``zgc`` leaves ``database "zgc_nosuchdb"`` as it is).
+    ``bare=True`` also replaces standalone occurrences (delimited by non-word characters): for messages
+    about parsing the URL itself, which quote fragments of it.
+    """
+    out = _one_line(text).replace(url, redact_url(url))
+    out = _USERINFO.sub(r"\1***@", out)
+    out = _PASSWORD_PARAM.sub(r"\1***", out)
     password = url_password(url)
-    if password:
-        for form in {password, re.escape(password), _percent(password)}:
-            out = out.replace(form, "***")
-    return out.replace(url, redact_url(url))
+    if bare and password:
+        for form in sorted({password, _percent(password)}, key=len, reverse=True):
+            out = re.sub(rf"(?<![\w]){re.escape(form)}(?![\w])", "***", out)
+    return out
 
 
 def _percent(text: str) -> str:
@@ -121,8 +143,21 @@ def _percent(text: str) -> str:
     return quote(text, safe="")
 
 
+_ENUMERATED_OPTIONS: dict[str, tuple[str, ...]] = {
+    "sslmode": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    "gssencmode": ("disable", "prefer", "require"),
+    "channel_binding": ("disable", "prefer", "require"),
+    "target_session_attrs": ("any", "read-write", "read-only", "primary", "standby", "prefer-standby"),
+    "load_balance_hosts": ("disable", "random"),
+    "sslcertmode": ("disable", "allow", "require"),
+    "sslnegotiation": ("postgres", "direct"),
+}
+"""libpq options whose values libpq checks only when connecting (so a typo would fail mid-run)."""
+_INTEGER_OPTIONS = ("connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count")
+
+
 def validate_database_url(url: str) -> None:
-    """Check the URL's form without connecting; raises :class:`StorageError` (password redacted)."""
+    """Check the URL's form and option values without connecting; raises :class:`StorageError` (password redacted)."""
     from psycopg.conninfo import conninfo_to_dict
 
     if not url.startswith(("postgresql://", "postgres://")):
@@ -131,46 +166,89 @@ def validate_database_url(url: str) -> None:
         parts = urlsplit(url)
         _ = parts.port
     except ValueError as exc:
-        raise StorageError(f"ZEROGEX_DATABASE_URL {redact_url(url)}: malformed URL ({redact(str(exc), url)})") from None
+        raise StorageError(
+            f"ZEROGEX_DATABASE_URL {redact_url(url)}: malformed URL ({redact(str(exc), url, bare=True)})"
+        ) from None
     if not parts.hostname and "host=" not in (parts.query or ""):
         raise StorageError(f"ZEROGEX_DATABASE_URL {redact_url(url)}: no host name")
     try:
-        conninfo_to_dict(url)
+        options = conninfo_to_dict(url)
     except psycopg.Error as exc:
-        raise StorageError(f"ZEROGEX_DATABASE_URL {redact_url(url)}: {redact(str(exc), url)}") from None
+        raise StorageError(f"ZEROGEX_DATABASE_URL {redact_url(url)}: {redact(str(exc), url, bare=True)}") from None
+    for name, allowed in _ENUMERATED_OPTIONS.items():
+        value = options.get(name)
+        if value is not None and str(value) not in allowed:
+            raise StorageError(
+                f"ZEROGEX_DATABASE_URL {redact_url(url)}: {name}={value!r} is not one of {', '.join(allowed)}"
+            )
+    for name in _INTEGER_OPTIONS:
+        value = options.get(name)
+        if value is not None and not str(value).strip().lstrip("-").isdigit():
+            raise StorageError(f"ZEROGEX_DATABASE_URL {redact_url(url)}: {name}={value!r} is not a whole number")
 
 
-def describe_error(exc: BaseException, url: str, what: str) -> StorageError:
-    """A one-line :class:`StorageError` for a psycopg failure of ``what`` (password redacted)."""
+_TRANSIENT_SQLSTATES = {
+    "57P01": "terminated by the server (shutdown, restart or an administrator)",  # admin_shutdown
+    "57P02": "the server crashed",  # crash_shutdown
+    "57P03": "the server is starting up",  # cannot_connect_now
+    "40001": "serialization conflict with a concurrent transaction",
+    "40P01": "deadlock with a concurrent transaction",
+    "53300": "too many connections",
+}
+_PERMANENT_SQLSTATES = {
+    "53100": "the server's disk is full",
+    "25006": "the server is read-only",
+    "58030": "the server cannot write its files",
+}
+
+
+def describe_error(exc: BaseException, url: str, what: str, connected: bool = True) -> StorageError:
+    """A one-line :class:`StorageError` for a psycopg failure of ``what`` (password redacted).
+
+    Transient failures (:class:`TransientStorageError`: the connection lost or refused, the server
+    shutting down or starting up, a serialization conflict or deadlock) may be retried; everything else
+    (permissions, schema, a full disk, a read-only server, authentication) is permanent. ``connected``
+    says whether the connection had been established: a failure then reads "connection lost", before
+    it "cannot connect".
+    """
     where = redact_url(url)
+    message = redact(re.sub(r"^connection failed:\s*", "", str(exc).strip()), url)
     if isinstance(exc, pg_errors.InsufficientPrivilege):
         user = urlsplit(url).username or "the connecting role"
         primary = exc.diag.message_primary or str(exc)
         return StorageError(
             f"PostgreSQL {where}: {what}: permission denied for role {user!r} ({redact(primary, url)}); "
-            "the role needs CONNECT on the database, CREATE on it (first run creates the schemas) and "
-            "ownership of or SELECT/INSERT/DELETE on the tables"
+            "a writer needs CONNECT on the database, USAGE on the schema and SELECT, INSERT, DELETE on its "
+            "tables (docs/storage.md, Privileges)"
         )
-    sqlstate = getattr(exc, "sqlstate", None)
-    connecting = sqlstate is None or sqlstate.startswith(("08", "28", "57P"))  # connection, auth, shutdown
-    if isinstance(exc, psycopg.OperationalError) and not isinstance(exc, pg_errors.QueryCanceled) and connecting:
-        message = str(exc)
-        message = re.sub(r"^connection failed:\s*", "", message.strip())
-        return StorageError(f"PostgreSQL {where}: cannot connect ({redact(message, url)})")
-    return StorageError(f"PostgreSQL {where}: {what} failed: {redact(str(exc), url)}")
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    if sqlstate in _TRANSIENT_SQLSTATES:
+        reason = _TRANSIENT_SQLSTATES[sqlstate]
+        lost = "connection lost: " if connected and sqlstate.startswith("57P") else ""
+        return TransientStorageError(f"PostgreSQL {where}: {what}: {lost}{reason} ({message})")
+    if sqlstate in _PERMANENT_SQLSTATES:
+        return StorageError(f"PostgreSQL {where}: {what}: {_PERMANENT_SQLSTATES[sqlstate]} ({message})")
+    if not connected:
+        if sqlstate.startswith("28") or sqlstate == "3D000" or not isinstance(exc, psycopg.OperationalError):
+            return StorageError(f"PostgreSQL {where}: cannot connect ({message})")
+        return TransientStorageError(f"PostgreSQL {where}: cannot connect ({message})")
+    if isinstance(exc, psycopg.OperationalError) and (not sqlstate or sqlstate.startswith("08")):
+        return TransientStorageError(f"PostgreSQL {where}: {what}: connection lost ({message})")
+    return StorageError(f"PostgreSQL {where}: {what} failed: {message}")
 
 
 def open_connection(url: str) -> psycopg.Connection:
     """A connection with the session time zone set to UTC (not in autocommit mode).
 
     Raises:
-        StorageError: malformed URL, unreachable server, bad credentials (password redacted).
+        StorageError: malformed URL, bad credentials, missing database (password redacted).
+        TransientStorageError: the server refused or dropped the connection, or is starting up.
     """
     validate_database_url(url)
     try:
         conn = psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S)
     except psycopg.Error as exc:
-        raise describe_error(exc, url, "connect") from None
+        raise describe_error(exc, url, "connect", connected=False) from None
     try:
         conn.execute("SET TimeZone TO 'UTC'")
         conn.commit()
@@ -251,25 +329,42 @@ atexit.register(close_idle_connections)
 # Schema preparation (once per process, database and schema)
 # ---------------------------------------------------------------------------------------------
 
-_READY: dict[tuple[str, str], bool] = {}
-"""Prepared ``(url, schema)`` -> whether its tables are TimescaleDB hypertables."""
+_READY: dict[tuple[str, str], frozenset[str]] = {}
+"""Prepared ``(url, schema)`` -> its tables that are TimescaleDB hypertables."""
 _READY_LOCK = threading.Lock()
+_LOG = logging.getLogger(__name__)
 
 
-def prepare_schema(conn: psycopg.Connection, url: str, schema: str, use_timescaledb: bool, policy: TimescalePolicy) -> bool:
+def prepare_schema(
+    conn: psycopg.Connection, url: str, schema: str, use_timescaledb: bool, policy: TimescalePolicy
+) -> frozenset[str]:
     """Apply pending migrations (and the TimescaleDB layout) and refuse a drifted schema.
 
-    Returns whether the tables are TimescaleDB hypertables. Cached per process for ``(url, schema)``:
-    the checks run once per worker, not per write.
+    Returns the schema's tables that are TimescaleDB hypertables. Cached per process for ``(url, schema)``:
+    the checks run once per worker, not per write. Schema changes belong to the owner of the tables: for
+    another role (a writer with SELECT, INSERT and DELETE) this only reads the catalog. Pending migrations
+    then fail with a message saying so; a TimescaleDB layout that differs from ``policy`` is logged and
+    left as the owner set it (writes work on it as it is).
+
+    Raises:
+        StorageError: migrations pending that the role may not apply, or live columns that differ from the
+            declared schemas (the message names the schema, never one table's write).
     """
     key = (url, schema)
     with _READY_LOCK:
         if key in _READY:
             return _READY[key]
     migrate(conn, schema)
-    timescale = use_timescaledb and timescaledb_version(conn) is not None
-    if timescale:
-        apply_timescaledb(conn, schema, policy)
+    if use_timescaledb and timescaledb_version(conn) is not None:
+        gaps = timescaledb_layout_gaps(conn, schema, policy)
+        if gaps and owns_tables(conn, schema):
+            apply_timescaledb(conn, schema, policy)
+        elif gaps:
+            _LOG.warning(
+                "%s: the TimescaleDB layout differs from this configuration (%s); only the owner of the tables "
+                "changes it (zerogex migrate): writing to the tables as they are", schema, "; ".join(gaps)
+            )
+    hypertables = hypertable_names(conn, schema)
     drift = schema_drift(conn, schema)
     if drift:
         raise StorageError(
@@ -278,8 +373,8 @@ def prepare_schema(conn: psycopg.Connection, url: str, schema: str, use_timescal
             "Add a migration (python -m zerogex_pipeline.storage.postgres_migrations --new <name>)"
         )
     with _READY_LOCK:
-        _READY[key] = timescale
-    return timescale
+        _READY[key] = hypertables
+    return hypertables
 
 
 def forget_prepared_schemas() -> None:
@@ -323,13 +418,21 @@ def decompress_slice_chunks(connection: psycopg.Connection, table_slice: TableSl
     policy compresses the chunk again on its next run. Runs after the slice's locks, inside its transaction.
     """
     bounds = slice_date_bounds(table_slice)
+    # Decompressing inside the write transaction counts against the per-transaction DML limit
+    # (a 5-session chain chunk is ~210k rows): lift it for this transaction only.
+    connection.execute("SET LOCAL timescaledb.max_tuples_decompressed_per_dml_transaction = 0")
+    qualified = qualified_name(table_slice)
+    function = f"{quote_ident(table_slice.schema)}.{DECOMPRESS_FUNCTION}"
+    found = connection.execute("SELECT to_regprocedure(%s)", [f"{function}(regclass, date, date)"]).fetchone()
+    if found is not None and found[0] is not None:
+        # the owner's SECURITY DEFINER function: a writer that does not own the table may call it
+        first, end = (None, None) if bounds is None else bounds
+        row = connection.execute(f"SELECT {function}(%s::regclass, %s, %s)".encode(), [qualified, first, end]).fetchone()
+        return int(row[0]) if row else 0
     where = "" if bounds is None else " AND c.range_start < %s::timestamptz AND c.range_end > %s::timestamptz"
     params: list[Any] = [table_slice.schema, table_slice.table]
     if bounds is not None:
         params += [bounds[1].isoformat(), bounds[0].isoformat()]
-    # Decompressing inside the write transaction counts against the per-transaction DML limit
-    # (a 5-session chain chunk is ~210k rows): lift it for this transaction only.
-    connection.execute("SET LOCAL timescaledb.max_tuples_decompressed_per_dml_transaction = 0")
     rows = connection.execute(
         "SELECT decompress_chunk(format('%%I.%%I', c.chunk_schema, c.chunk_name)::regclass, if_compressed => TRUE) "
         "FROM timescaledb_information.chunks c WHERE c.hypertable_schema = %s AND c.hypertable_name = %s "
@@ -410,8 +513,8 @@ class PostgresPartitionClient(DbClient):
         lock_slice(connection, table_slice)
         config = context.resource_config or {}
         with _READY_LOCK:
-            timescale = _READY.get((str(config.get("database_url", "")), table_slice.schema), False)
-        if timescale:
+            hypertables = _READY.get((str(config.get("database_url", "")), table_slice.schema), frozenset())
+        if table_slice.table in hypertables:
             decompress_slice_chunks(connection, table_slice)
         clause, params = where_clause(table_slice, "%s")
         connection.execute(f"DELETE FROM {qualified_name(table_slice)} WHERE {clause}".encode(), params)
@@ -438,7 +541,10 @@ class PostgresPartitionClient(DbClient):
         what = f"{table_slice.schema}.{table_slice.table}"
         committed = False
         try:
-            prepare_schema(conn, url, table_slice.schema, bool(config.get("use_timescaledb", True)), policy)
+            try:
+                prepare_schema(conn, url, table_slice.schema, bool(config.get("use_timescaledb", True)), policy)
+            except psycopg.Error as exc:
+                raise describe_error(exc, url, f"{table_slice.schema} schema check (migrations, layout)") from None
             with conn.transaction():
                 yield conn
             committed = True
@@ -471,6 +577,72 @@ class PostgresPandasTypeHandler(DbTypeHandler[pd.DataFrame]):
         return [pd.DataFrame]
 
 
+RETRY_SECONDS = 60.0
+"""Default time a partition write or read keeps retrying transient failures: a server restart of ~30 s
+(shutdown, start-up, crash recovery) with room to spare."""
+
+
+def retrying(fn: Callable[[], T], what: str, retry_seconds: float, log: Callable[[str], None] | None = None) -> T:
+    """``fn()``, called again after a :class:`TransientStorageError` until ``retry_seconds`` have passed.
+
+    Waits grow from 0.5 s to 5 s between attempts. ``fn`` must be safe to repeat whole (a slice write is
+    one transaction: an attempt that lost its connection, even during ``COMMIT``, is replaced by the next
+    DELETE + COPY of the same rows). Permanent failures are raised at once.
+
+    Raises:
+        TransientStorageError: still failing after ``retry_seconds``; the message gives the attempts and
+            the time spent, then the last failure.
+        StorageError: a permanent failure.
+    """
+    started = time.monotonic()
+
+    def note(state: tenacity.RetryCallState) -> None:
+        if log is not None and state.outcome is not None and state.next_action is not None:
+            log(f"{what}: {state.outcome.exception()}; attempt {state.attempt_number + 1} in "
+                f"{state.next_action.sleep:.1f} s (retrying for up to {retry_seconds:.0f} s)")
+
+    retry = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(TransientStorageError),
+        stop=tenacity.stop_after_delay(max(retry_seconds, 0.0)),
+        wait=tenacity.wait_exponential(multiplier=0.5, max=5.0),
+        before_sleep=note,
+        reraise=False,
+    )
+    try:
+        return retry(fn)
+    except tenacity.RetryError as exhausted:
+        last = exhausted.last_attempt
+        raise TransientStorageError(
+            f"{last.exception()}; gave up after {last.attempt_number} attempts in "
+            f"{time.monotonic() - started:.0f} s"
+        ) from None
+
+
+class PostgresDbIOManager(PartitionedDbIOManager):
+    """The partition-aware ``DbIOManager`` with whole-slice retries of transient failures (see :func:`retrying`)."""
+
+    def __init__(self, *args: Any, retry_seconds: float = RETRY_SECONDS, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.retry_seconds = retry_seconds
+
+    def handle_output(self, context: dg.OutputContext, obj: object) -> None:
+        what = f"write of {context.asset_key.to_user_string()}"
+        retrying(lambda: super(PostgresDbIOManager, self).handle_output(context, obj), what,
+                 self.retry_seconds, context.log.warning if _has_log(context) else None)
+
+    def load_input(self, context: dg.InputContext) -> object:
+        what = f"read of {context.asset_key.to_user_string()}"
+        return retrying(lambda: super(PostgresDbIOManager, self).load_input(context), what,
+                        self.retry_seconds, context.log.warning if _has_log(context) else None)
+
+
+def _has_log(context: dg.OutputContext | dg.InputContext) -> bool:
+    try:
+        return context.log is not None
+    except Exception:  # contexts built outside a run (benchmarks) have no log
+        return False
+
+
 class PostgresFrameIOManager(dg.ConfigurableIOManagerFactory):
     """Partition-aware IO manager on PostgreSQL, using TimescaleDB when the extension is installed."""
 
@@ -485,21 +657,27 @@ class PostgresFrameIOManager(dg.ConfigurableIOManagerFactory):
     snapshot_retention_days: int | None = Field(
         default=None, description="TimescaleDB: drop raw chain snapshots older than this (days); null keeps all."
     )
+    retry_seconds: float = Field(
+        default=RETRY_SECONDS,
+        description="Seconds a partition write or read retries transient failures (a server restart, a lost "
+        "connection, a serialization conflict) before the step fails; permanent ones fail at once.",
+    )
 
-    def create_io_manager(self, context: dg.InitResourceContext) -> PartitionedDbIOManager:
+    def create_io_manager(self, context: dg.InitResourceContext) -> PostgresDbIOManager:
         return self.build_db_io_manager()
 
-    def build_db_io_manager(self) -> PartitionedDbIOManager:
+    def build_db_io_manager(self) -> PostgresDbIOManager:
         """The ``DbIOManager`` this factory configures (no Dagster context needed)."""
         validate_database_url(self.database_url)
         database = urlsplit(self.database_url).path.lstrip("/") or "postgres"
-        return PartitionedDbIOManager(
+        return PostgresDbIOManager(
             type_handlers=[PostgresPandasTypeHandler()],
             db_client=PostgresPartitionClient(),
             database=database,
             schema=self.schema_,
             io_manager_name="PostgresFrameIOManager",
             default_load_type=pd.DataFrame,
+            retry_seconds=self.retry_seconds,
         )
 
 
@@ -532,7 +710,8 @@ def write_partition(
     Used by the benchmarks and the concurrency tests (no Dagster run per call). ``instance`` holds the
     dynamic partitions of ``partitions_def`` (needed for multi-partitions with a dynamic dimension).
     Returns the seconds spent in the IO manager's ``handle_output`` (connect, schema check, lock,
-    DELETE, checks, COPY, COMMIT), without the cost of building the Dagster output context.
+    DELETE, checks, COPY, COMMIT), without the cost of building the Dagster output context. Transient
+    failures are retried as in a run (``io_manager.retry_seconds``).
     """
     from dagster._core.definitions.partitions.context import partition_loading_context
     from dagster._core.storage.db_io_manager import DbIOManager
@@ -548,5 +727,6 @@ def write_partition(
     manager = io_manager.build_db_io_manager()
     with partition_loading_context(dynamic_partitions_store=instance):
         started = time.perf_counter()
-        DbIOManager.handle_output(manager, context, frame)
+        retrying(lambda: DbIOManager.handle_output(manager, context, frame),
+                 f"write of {asset_key.to_user_string()}", io_manager.retry_seconds)
         return time.perf_counter() - started

@@ -80,8 +80,8 @@ def _lock_key(schema: str) -> str:
 
 def applied_versions(conn: psycopg.Connection, schema: str) -> dict[int, str]:
     """Recorded migrations of ``schema`` (version -> checksum); empty when none ran yet."""
-    exists = conn.execute(
-        "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
+    exists = conn.execute(  # pg_catalog, not information_schema: it lists tables whatever the role's privileges
+        "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
         [schema, MIGRATIONS_TABLE],
     ).fetchone()
     if not exists:
@@ -116,8 +116,27 @@ def migrate(conn: psycopg.Connection, schema: str, migrations: Sequence[Migratio
     applied = applied_versions(conn, schema)
     conn.commit()
     _check_checksums(schema, applied, migrations)
-    if all(m.version in applied for m in migrations):
+    pending = [m for m in migrations if m.version not in applied]
+    if not pending:
         return []
+    try:
+        return _apply_pending(conn, schema, migrations)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        conn.rollback()
+        names = ", ".join(f"{m.version:04d}_{m.name}" for m in pending)
+        raise StorageError(
+            f"{schema}: {len(pending)} migration(s) pending ({names}) and role {_current_user(conn)!r} may not apply "
+            f"them ({exc.diag.message_primary or exc}); migrations and the TimescaleDB layout belong to the owner: run "
+            "`zerogex migrate` once with the owner's ZEROGEX_DATABASE_URL"
+        ) from None
+
+
+def _current_user(conn: psycopg.Connection) -> str:
+    row = conn.execute("SELECT current_user").fetchone()
+    return str(row[0]) if row else "?"
+
+
+def _apply_pending(conn: psycopg.Connection, schema: str, migrations: Sequence[Migration]) -> list[int]:
     done: list[int] = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [_lock_key(schema)])
@@ -151,69 +170,181 @@ def timescaledb_version(conn: psycopg.Connection) -> str | None:
     return None if row is None else str(row[0])
 
 
-def _set_compression_policy(conn: psycopg.Connection, schema: str, table: str, days: int) -> None:
-    """Compress chunks older than ``days``: keep a matching policy, replace one with another age."""
-    qualified = f"{quote_ident(schema)}.{quote_ident(table)}"
-    row = conn.execute(
-        "SELECT config->>'compress_after' FROM timescaledb_information.jobs WHERE proc_name = 'policy_compression' "
-        "AND hypertable_schema = %s AND hypertable_name = %s",
-        [schema, table],
+DECOMPRESS_FUNCTION = "zerogex_decompress_days"
+"""``<schema>.zerogex_decompress_days(hypertable, first_day, end_day)``: made by the owner with the TimescaleDB
+layout, ``SECURITY DEFINER``, so a writer without ownership can re-write a partition whose chunk is already
+compressed (``decompress_chunk`` needs ownership). It decompresses only chunks of hypertables in its own schema,
+and only for a login role that may DELETE from the hypertable (what the re-write does anyway)."""
+
+_DECOMPRESS_SQL = """
+CREATE OR REPLACE FUNCTION {schema}.zerogex_decompress_days(hypertable regclass, first_day date, end_day date)
+RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $fn$
+DECLARE
+    target record;
+    n integer := 0;
+BEGIN
+    IF NOT has_table_privilege(session_user, hypertable, 'DELETE') THEN
+        RAISE EXCEPTION 'permission denied for table %: role % may not delete from it', hypertable, session_user
+            USING ERRCODE = '42501';
+    END IF;
+    FOR target IN
+        SELECT format('%I.%I', c.chunk_schema, c.chunk_name)::regclass AS chunk
+        FROM timescaledb_information.chunks c
+        JOIN pg_class t ON t.oid = hypertable
+        JOIN pg_namespace ns ON ns.oid = t.relnamespace
+        WHERE ns.nspname = {schema_literal} AND c.hypertable_schema = ns.nspname AND c.hypertable_name = t.relname
+          AND c.is_compressed
+          AND (first_day IS NULL OR (c.range_start < end_day::timestamptz AND c.range_end > first_day::timestamptz))
+    LOOP
+        PERFORM decompress_chunk(target.chunk, if_compressed => TRUE);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$fn$
+"""
+
+
+@dataclass(frozen=True)
+class _LayoutStep:
+    """One change the TimescaleDB layout still needs: ``description`` for people, ``statements`` to make it."""
+
+    description: str
+    statements: tuple[tuple[str, tuple[object, ...]], ...]
+
+
+def _layout_steps(conn: psycopg.Connection, schema: str, policy: TimescalePolicy) -> list[_LayoutStep]:
+    """What :func:`apply_timescaledb` would change, read from the catalog (no DDL, no ownership needed)."""
+    hypertables = {
+        str(name): bool(compressed)
+        for name, compressed in conn.execute(
+            "SELECT hypertable_name, compression_enabled FROM timescaledb_information.hypertables "
+            "WHERE hypertable_schema = %s",
+            [schema],
+        ).fetchall()
+    }
+    jobs = {
+        (str(proc), str(table)): config
+        for proc, table, config in conn.execute(
+            "SELECT proc_name, hypertable_name, config FROM timescaledb_information.jobs "
+            "WHERE hypertable_schema = %s AND proc_name IN ('policy_compression', 'policy_retention')",
+            [schema],
+        ).fetchall()
+    }
+    steps: list[_LayoutStep] = []
+    for table, (interval, segment_by, order_by) in HYPERTABLES.items():
+        qualified = f"{quote_ident(schema)}.{quote_ident(table)}"
+        if table not in hypertables:
+            steps.append(_LayoutStep(f"{table} is not a hypertable", ((
+                "SELECT create_hypertable(%s::regclass, 'session_date', chunk_time_interval => %s::interval, "
+                "if_not_exists => TRUE, migrate_data => TRUE)", (qualified, interval)),)))
+        if not hypertables.get(table, False):
+            steps.append(_LayoutStep(f"{table} has no compression settings", ((
+                sql.SQL(
+                    "ALTER TABLE {} SET (timescaledb.compress, timescaledb.compress_segmentby = {}, "
+                    "timescaledb.compress_orderby = {})"
+                ).format(sql.Identifier(schema, table), sql.Literal(segment_by), sql.Literal(order_by)).as_string(conn),
+                ()),)))
+        wanted = f"{policy.compress_after_days} days"
+        config = jobs.get(("policy_compression", table))
+        have = None if config is None else dict(config).get("compress_after")
+        if have != wanted:
+            statements: list[tuple[str, tuple[object, ...]]] = []
+            if config is not None:
+                statements.append(("SELECT remove_compression_policy(%s::regclass, if_exists => TRUE)", (qualified,)))
+            statements.append(("SELECT add_compression_policy(%s::regclass, %s::interval)", (qualified, wanted)))
+            steps.append(_LayoutStep(f"{table} compression policy is {have or 'none'}, configured {wanted}",
+                                     tuple(statements)))
+    snapshots = f"{quote_ident(schema)}.{quote_ident('option_chain_snapshots')}"
+    config = jobs.get(("policy_retention", "option_chain_snapshots"))
+    have = None if config is None else dict(config).get("drop_after")
+    wanted_drop = None if policy.snapshot_retention_days is None else f"{policy.snapshot_retention_days} days"
+    if have != wanted_drop:
+        retention: list[tuple[str, tuple[object, ...]]] = []
+        if config is not None:
+            retention.append(("SELECT remove_retention_policy(%s::regclass, if_exists => TRUE)", (snapshots,)))
+        if wanted_drop is not None:
+            retention.append(("SELECT add_retention_policy(%s::regclass, %s::interval, if_not_exists => TRUE)",
+                              (snapshots, wanted_drop)))
+        steps.append(_LayoutStep(f"option_chain_snapshots retention is {have or 'none'}, configured "
+                                 f"{wanted_drop or 'none'}", tuple(retention)))
+    function = conn.execute(
+        "SELECT to_regprocedure(%s)", [f"{quote_ident(schema)}.{DECOMPRESS_FUNCTION}(regclass, date, date)"]
     ).fetchone()
-    wanted = f"{days} days"
-    if row is not None and row[0] == wanted:
-        return
-    if row is not None:
-        conn.execute("SELECT remove_compression_policy(%s::regclass, if_exists => TRUE)", [qualified])
-    conn.execute("SELECT add_compression_policy(%s::regclass, %s::interval)", [qualified, wanted])
+    if function is None or function[0] is None:
+        body = _DECOMPRESS_SQL.replace("{schema_literal}", sql.Literal(schema).as_string(conn))
+        steps.append(_LayoutStep(f"function {DECOMPRESS_FUNCTION} is missing",
+                                 ((body.replace("{schema}", quote_ident(schema)), ()),)))
+    return steps
 
 
-def apply_timescaledb(conn: psycopg.Connection, schema: str, policy: TimescalePolicy) -> None:
-    """Hypertables, compression and retention for ``schema`` (idempotent; needs the extension).
+def timescaledb_layout_gaps(conn: psycopg.Connection, schema: str, policy: TimescalePolicy) -> list[str]:
+    """How ``schema``'s TimescaleDB layout differs from ``policy`` (empty when it matches); reads only."""
+    gaps = [step.description for step in _layout_steps(conn, schema, policy)]
+    conn.commit()
+    return gaps
 
-    Re-applying with another ``policy`` replaces the compression and retention policies. Raises
-    :class:`StorageError` for a negative age.
+
+def hypertable_names(conn: psycopg.Connection, schema: str) -> frozenset[str]:
+    """Tables of ``schema`` that are TimescaleDB hypertables (empty without the extension)."""
+    if timescaledb_version(conn) is None:
+        return frozenset()
+    rows = conn.execute(
+        "SELECT hypertable_name FROM timescaledb_information.hypertables WHERE hypertable_schema = %s", [schema]
+    ).fetchall()
+    conn.commit()
+    return frozenset(str(r[0]) for r in rows)
+
+
+def owns_tables(conn: psycopg.Connection, schema: str) -> bool:
+    """Whether the connected role owns (or is a member of the owner of) every table of ``schema``'s layout."""
+    row = conn.execute(
+        "SELECT coalesce(bool_and(pg_has_role(current_user, c.relowner, 'USAGE')), FALSE) FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = ANY(%s)",
+        [schema, list(HYPERTABLES)],
+    ).fetchone()
+    conn.commit()
+    return bool(row and row[0])
+
+
+def apply_timescaledb(conn: psycopg.Connection, schema: str, policy: TimescalePolicy) -> list[str]:
+    """Hypertables, compression, retention and the decompression function for ``schema`` (needs the extension).
+
+    Reads the catalog first and runs only the statements whose result is missing, so re-applying the same
+    policy changes nothing; another ``policy`` replaces the compression and retention policies. Only the
+    owner of the tables may change them. Returns the changes made.
+
+    Raises:
+        StorageError: a negative age, or a role that does not own the tables.
     """
     if policy.compress_after_days < 0 or (policy.snapshot_retention_days is not None and policy.snapshot_retention_days < 1):
         raise StorageError(
             f"TimescaleDB policy for {schema!r}: compress_after_days must be >= 0 (got {policy.compress_after_days}) "
             f"and snapshot_retention_days >= 1 or null (got {policy.snapshot_retention_days})"
         )
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [_lock_key(schema)])
-        for table, (interval, segment_by, order_by) in HYPERTABLES.items():
-            qualified = f"{quote_ident(schema)}.{quote_ident(table)}"
-            conn.execute(
-                "SELECT create_hypertable(%s::regclass, 'session_date', chunk_time_interval => %s::interval, "
-                "if_not_exists => TRUE, migrate_data => TRUE)",
-                [qualified, interval],
-            )
-            compressed = conn.execute(
-                "SELECT compression_enabled FROM timescaledb_information.hypertables "
-                "WHERE hypertable_schema = %s AND hypertable_name = %s",
-                [schema, table],
-            ).fetchone()
-            if not (compressed and compressed[0]):
-                conn.execute(
-                    sql.SQL(
-                        "ALTER TABLE {} SET (timescaledb.compress, timescaledb.compress_segmentby = {}, "
-                        "timescaledb.compress_orderby = {})"
-                    ).format(sql.Identifier(schema, table), sql.Literal(segment_by), sql.Literal(order_by))
-                )
-            _set_compression_policy(conn, schema, table, policy.compress_after_days)
-        snapshots = f"{quote_ident(schema)}.{quote_ident('option_chain_snapshots')}"
-        conn.execute("SELECT remove_retention_policy(%s::regclass, if_exists => TRUE)", [snapshots])
-        if policy.snapshot_retention_days is not None:
-            conn.execute(
-                "SELECT add_retention_policy(%s::regclass, %s::interval, if_not_exists => TRUE)",
-                [snapshots, f"{policy.snapshot_retention_days} days"],
-            )
+    steps: list[_LayoutStep] = []
+    try:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [_lock_key(schema)])
+            steps = _layout_steps(conn, schema, policy)
+            for step in steps:
+                for statement, params in step.statements:
+                    conn.execute(statement.encode(), list(params) if params else None)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise StorageError(
+            f"{schema}: the TimescaleDB layout needs changes ({'; '.join(s.description for s in steps)}) that only "
+            f"the owner of the tables may make ({exc.diag.message_primary or exc}); run `zerogex migrate` once with "
+            "the owner's ZEROGEX_DATABASE_URL"
+        ) from None
+    return [s.description for s in steps]
 
 
 def schema_drift(conn: psycopg.Connection, schema: str) -> list[str]:
     """Differences between ``schema``'s live tables and the declared schemas (empty when they agree)."""
-    rows = conn.execute(
-        "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns "
-        "WHERE table_schema = %s",
+    rows = conn.execute(  # pg_catalog sees every column, whatever the role's privileges on the table
+        "SELECT c.relname, a.attname, format_type(a.atttypid, NULL), CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END "
+        "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped",
         [schema],
     ).fetchall()
     conn.commit()

@@ -6,7 +6,7 @@ Statements are written once with ``%s`` placeholders (rewritten to ``?`` for Duc
 (window functions, ``ON CONFLICT``, ``RETURNING``, ``information_schema``). Tables live in the
 per-underlying schema, as with the IO managers. On PostgreSQL the schema is migrated first (so the
 tables of migration 0003 exist); errors are one line with the password redacted. On DuckDB the
-connection waits for another process's file lock like the IO manager does.
+connection waits, bounded, for another process's file lock like the IO manager does.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any
 
 import duckdb
 import psycopg
-from dagster._utils.backoff import backoff
 
 from zerogex_pipeline.settings import Settings
+from zerogex_pipeline.storage.duckdb_files import open_duckdb
 from zerogex_pipeline.storage.table_slices import StorageError, quote_ident
 
 
@@ -88,11 +88,8 @@ def store_session(settings: Settings, schema: str, create: bool = False) -> Iter
     if not path.exists() and not create:
         yield None
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    dconn = backoff(fn=duckdb.connect, retry_on=(RuntimeError, duckdb.IOException),
-                    kwargs={"database": str(path), "read_only": False}, max_retries=10)
+    dconn = open_duckdb(path, read_only=False)  # waits, bounded, while another process holds the file
     try:
-        dconn.execute("SET TimeZone = 'UTC'")
         dconn.begin()
         try:
             yield StoreSession("duckdb", dconn, schema)

@@ -27,6 +27,12 @@ class StorageError(RuntimeError):
     """A write or read of a stored asset failed; the message names the table and the cause."""
 
 
+class TransientStorageError(StorageError):
+    """A failure that the same operation may not meet again: the connection was lost or refused while the
+    server restarts, the server is shutting down or starting up, or a concurrent transaction won a
+    serialization conflict or deadlock. A partition write is one transaction, so it is safe to retry whole."""
+
+
 def quote_ident(name: str) -> str:
     """Double-quote an SQL identifier."""
     return '"' + name.replace('"', '""') + '"'

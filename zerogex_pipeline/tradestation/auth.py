@@ -121,7 +121,7 @@ class TokenManager:
             })
             atomic_write_json(self.cache_path, cache)
             self.refresh_count += 1
-            log.info("tradestation: access token refreshed (expires in %.0f s%s)", lifetime,
+            log.debug("tradestation: access token refreshed (expires in %.0f s%s)", lifetime,
                      ", refresh token rotated" if new_refresh else "")
             self._access_token, self._expires_at = access, expires_at
             return access

@@ -25,6 +25,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from zerogex_pipeline import market_calendar
 from zerogex_pipeline.tradestation.auth import TokenManager
 from zerogex_pipeline.tradestation.config import TradeStationConfig
 from zerogex_pipeline.tradestation.errors import ApiError, RateLimitError, TradeStationError
@@ -200,6 +201,20 @@ def quotes_frame(raw: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["Symbol", *QUOTE_NUMERIC, "TradeTime", "IsDelayed", "IsHalted"])
 
 
+def market_closed_notice(now: pd.Timestamp) -> str | None:
+    """The notice for quotes requested at ``now`` (tz-aware) outside the NYSE regular session; ``None`` inside it."""
+    today = now.tz_convert(market_calendar.NEW_YORK).date()
+    current = market_calendar.session(market_calendar.next_session_on_or_after(today))
+    if current.open <= now <= current.close:
+        return None
+    upcoming = current if now < current.open else market_calendar.session(
+        market_calendar.next_session_on_or_after(today + dt.timedelta(days=1)))
+    ny = market_calendar.NEW_YORK
+    return (f"the NYSE regular session is closed now (next: {upcoming.date} {upcoming.open.tz_convert(ny):%H:%M}-"
+            f"{upcoming.close.tz_convert(ny):%H:%M} ET): quotes may be delayed or stale "
+            "(TS_WARN_MARKET_HOURS=false turns this warning off)")
+
+
 def _as_utc(value: str | dt.date | dt.datetime | pd.Timestamp, end_of_day: bool) -> pd.Timestamp:
     if (isinstance(value, str) and len(value) == 10) or (isinstance(value, dt.date) and not isinstance(value, dt.datetime)):
         day = pd.Timestamp(str(value))
@@ -313,8 +328,16 @@ class TradeStationClient:
 
     # ----------------------------------------------------------------- endpoints
     def quotes(self, symbols: Iterable[str]) -> QuoteSnapshot:
-        """Quote snapshots of ``symbols`` (batched at 100 per request)."""
+        """Quote snapshots of ``symbols`` (batched at 100 per request).
+
+        While the NYSE regular session is closed, logs a WARNING that the quotes may be stale (the original
+        client's market-hours warning; ``TS_WARN_MARKET_HOURS=false`` turns it off).
+        """
         clean = _clean_symbols(symbols, "quotes")
+        if self.config.warn_market_hours:
+            notice = market_closed_notice(market_calendar.utc_now())
+            if notice is not None:
+                log.warning("%s", notice)
         raw: list[dict[str, Any]] = []
         errors: list[SymbolError] = []
         for batch in _chunks(clean, MAX_QUOTE_SYMBOLS):

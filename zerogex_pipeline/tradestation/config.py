@@ -91,6 +91,8 @@ class TradeStationConfig:
     max_option_streams: int = 10
     option_slot_grace_s: float = 0.25
     budgets: Mapping[str, RateBudget] = field(default_factory=lambda: dict(DEFAULT_BUDGETS))
+    warn_market_hours: bool = True
+    """Log a warning when quotes are requested while the NYSE regular session is closed (``TS_WARN_MARKET_HOURS``)."""
 
     def __post_init__(self) -> None:
         missing = [
@@ -119,7 +121,7 @@ class TradeStationConfig:
 
 
 def config_from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> TradeStationConfig:
-    """Build the config from ``TRADESTATION_*`` and ``ZEROGEX_DATA_DIR`` variables.
+    """Build the config from ``TRADESTATION_*``, ``TS_WARN_MARKET_HOURS`` and ``ZEROGEX_DATA_DIR`` variables.
 
     Raises:
         CredentialsError: a credential is missing (the message names the variables) or a URL is malformed.
@@ -138,6 +140,8 @@ def config_from_env(environ: Mapping[str, str] | None = None, **overrides: objec
         "api_url": api_url.rstrip("/"),
         "auth_url": auth_url.rstrip("/"),
         "data_dir": Path(env.get("ZEROGEX_DATA_DIR", "").strip() or DEFAULT_DATA_DIR),
+        # the original client's switch: unset means warn
+        "warn_market_hours": parse_bool("TS_WARN_MARKET_HOURS", env.get("TS_WARN_MARKET_HOURS", "") or "true"),
     }
     kwargs.update(overrides)
     return TradeStationConfig(**kwargs)  # type: ignore[arg-type]

@@ -132,6 +132,7 @@ def levels_frame(date: dt.date, spot: float, rows: int = 50) -> pd.DataFrame:
     for col in ("spot", "net_gex", "call_gex", "put_gex", "net_gex_at_spot", "rate", "dividend_yield"):
         frame[col] = spot
     frame["expirations"] = 1
+    frame["expiration_list"] = "[\"2025-01-17\"]"
     frame["contracts"] = 10
     frame["convention"] = "test"
     return GEX_LEVELS.conform(frame)

@@ -52,6 +52,7 @@ def levels_for(first: dt.date, last: dt.date, spot: float) -> pd.DataFrame:
     for col in ("spot", "net_gex", "call_gex", "put_gex", "net_gex_at_spot", "rate", "dividend_yield"):
         frame[col] = spot
     frame["expirations"] = 1
+    frame["expiration_list"] = "[\"2025-01-17\"]"
     frame["contracts"] = 10
     frame["convention"] = "test"
     return GEX_LEVELS.conform(frame)

@@ -170,7 +170,7 @@ def test_cli_commands(emulator: Emulator, tmp_path: Path) -> None:
     assert "cli-secret-123" not in out.stderr + out.stdout and "cli-refresh-456" not in out.stderr + out.stdout
     every = _cli(emulator.url, tmp_path, "all", "--timeout", "10")
     assert every.returncode == 0, every.stdout + every.stderr
-    assert every.stdout.count("ok  ") == 7
+    assert every.stdout.count("ok  ") == 8
     chain = _cli(emulator.url, tmp_path, "chain", "SPY", "--expiration", "2025-01-17", "--strike-proximity", "2", "--json")
     assert len(json.loads(chain.stdout)["chain"]) == 8
     bad = _cli(emulator.url, tmp_path, "bars", "NOPE")

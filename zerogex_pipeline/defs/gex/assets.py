@@ -1,5 +1,6 @@
 """``<underlying>/gex_surface`` and ``<underlying>/gex_levels``: exposures and levels from the chain."""
 
+import datetime as dt
 
 import dagster as dg
 import pandas as pd
@@ -15,9 +16,12 @@ from zerogex_pipeline.defs.gex.charts import (
     markdown_image,
 )
 from zerogex_pipeline.defs.gex.lineage import LEVELS_FROM_SURFACE, SURFACE_FROM_CHAIN, column_lineage
+from zerogex_pipeline.defs.market_data.source_retries import retry_transient_source_errors
 from zerogex_pipeline.defs.partitions import chain_partitions, trading_day_partitions
+from zerogex_pipeline.defs.resources import MarketDataResource
 from zerogex_pipeline.schemas import GEX_LEVELS, GEX_SURFACE
 from zerogex_pipeline.settings import Settings
+from zerogex_pipeline.storage.capture_store import CaptureStore
 from zerogex_pipeline.underlyings import Underlying
 
 
@@ -79,6 +83,16 @@ def build_gex_surface(
     return gex_surface
 
 
+def captured_expirations(underlying: Underlying, settings: Settings, date: dt.date) -> list[dt.date]:
+    """The expirations the stream engine tracked on ``date`` (the nearest listed then), from its capture."""
+    store = CaptureStore(settings)
+    try:
+        captured = store.captured_instants(underlying, date)
+    finally:
+        store.close()
+    return sorted({pd.Timestamp(e).date() for e in captured["expiration"]})[: settings.expirations]
+
+
 def build_gex_levels(
     underlying: Underlying, settings: Settings, storage_kind: str, surface: dg.AssetsDefinition
 ) -> dg.AssetsDefinition:
@@ -96,7 +110,8 @@ def build_gex_levels(
         },
         kinds={"pandas", storage_kind},
         description=(
-            f"{underlying.name} GEX levels per snapshot across the day's stored expirations: spot (USD), "
+            f"{underlying.name} GEX levels per snapshot across the day's tracked expirations (the "
+            f"{settings.expirations} nearest listed, ZEROGEX_EXPIRATIONS; expiration_list names them): spot (USD), "
             "total call/put/net GEX and net GEX at spot (USD per 1% move), zero gamma (USD; the sticky-strike "
             "gamma profile's crossing nearest spot, or null with a reason), call wall (strike >= spot with "
             "the largest call GEX) and put wall (strike <= spot with the largest |put GEX|)."
@@ -107,9 +122,26 @@ def build_gex_levels(
             "convention": CONVENTION,
         },
     )
-    def gex_levels(context: dg.AssetExecutionContext, gex_surface: pd.DataFrame) -> pd.DataFrame:
+    def gex_levels(
+        context: dg.AssetExecutionContext, gex_surface: pd.DataFrame, market_data: MarketDataResource
+    ) -> pd.DataFrame:
+        date = dt.date.fromisoformat(context.partition_key)
+        tracked = captured_expirations(underlying, settings, date)
+        if len(tracked) < settings.expirations:  # no (complete) capture that day: ask the source for its listing
+            with retry_transient_source_errors(context):
+                tracked = market_data.get_source().listed_expirations(underlying, date)[: settings.expirations]
+        stored = sorted({d.date() for d in pd.to_datetime(gex_surface["expiration"])})
+        # Only the tracked expirations: a surface stored while ZEROGEX_EXPIRATIONS was larger stays in the store
+        # (its partitions are still that expiration's chain), but it is not part of today's levels.
+        gex_surface = gex_surface[pd.to_datetime(gex_surface["expiration"]).dt.date.isin(tracked)]
+        expirations_metadata = {
+            "expirations_tracked": [d.isoformat() for d in tracked],
+            "expirations_ignored": [d.isoformat() for d in stored if d not in tracked],
+            "expirations_missing": [d.isoformat() for d in tracked if d not in stored],
+        }
         if gex_surface.empty:
-            context.add_output_metadata({"rows": 0, "empty_reason": "no GEX surface stored for this date"})
+            context.add_output_metadata({"rows": 0, "empty_reason": "no GEX surface stored for this date's tracked "
+                                         "expirations", **expirations_metadata})
             return GEX_LEVELS.empty_frame()
         levels = GEX_LEVELS.conform(build_levels(gex_surface))
         last = levels.iloc[-1]
@@ -130,6 +162,7 @@ def build_gex_levels(
                 **{name: dg.MetadataValue.md(markdown_image(png, name)) for name, png in charts.items()},
                 "rows": len(levels),
                 "expirations": int(gex_surface["expiration"].nunique()),
+                **expirations_metadata,
                 "spot_usd": _usd(last["spot"]),
                 "net_gex_usd_per_pct": _usd(last["net_gex"]),
                 "zero_gamma_usd": _usd(last["zero_gamma"]),

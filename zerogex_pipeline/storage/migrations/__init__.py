@@ -21,6 +21,7 @@ from zerogex_pipeline.storage.migrations import (
     m0003_alerts_and_backtest,
     m0004_surface_rows_per_settlement,
     m0005_stream_capture_and_live_levels,
+    m0006_levels_expiration_list,
 )
 
 
@@ -49,5 +50,6 @@ def _from_module(module: ModuleType) -> Migration:
 
 
 MIGRATIONS: tuple[Migration, ...] = tuple(_from_module(m) for m in (m0001_initial, m0002_analytics_engine_columns, m0003_alerts_and_backtest, m0004_surface_rows_per_settlement,
-                                                                     m0005_stream_capture_and_live_levels))
+                                                                     m0005_stream_capture_and_live_levels,
+                                                                     m0006_levels_expiration_list))
 """Every migration, in version order."""

@@ -1,0 +1,56 @@
+"""``zerogex migrate``: apply the PostgreSQL store's migrations and TimescaleDB layout, as the owner.
+
+Schema changes (tables, columns, hypertables, compression and retention policies) belong to the role that owns
+the tables. Run this once with the owner's ``ZEROGEX_DATABASE_URL`` after an upgrade; writers (SELECT, INSERT,
+DELETE) and readers (SELECT) then never need ownership. Runs by the owner apply the same steps themselves.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from zerogex_pipeline.settings import load_settings
+from zerogex_pipeline.storage.postgres_io_manager import describe_error, open_connection
+from zerogex_pipeline.storage.postgres_migrations import (
+    TimescalePolicy,
+    apply_timescaledb,
+    migrate,
+    timescaledb_version,
+)
+from zerogex_pipeline.underlyings import resolve_underlying
+
+
+def _handle(args: argparse.Namespace) -> int:
+    import psycopg
+
+    settings = load_settings()
+    if settings.database_url is None:
+        print(f"embedded store {settings.duckdb_path}: nothing to migrate (its tables are made at the first write)")
+        return 0
+    url = settings.database_url
+    underlyings = [resolve_underlying(args.underlying)] if args.underlying else list(settings.underlyings)
+    conn = open_connection(url)
+    try:
+        timescale = timescaledb_version(conn)
+        for underlying in underlyings:
+            schema = underlying.key
+            applied = migrate(conn, schema)
+            print(f"{schema}: " + (f"applied migrations {', '.join(f'{v:04d}' for v in applied)}" if applied
+                                   else "migrations up to date"))
+            if timescale is not None:
+                changes = apply_timescaledb(conn, schema, TimescalePolicy())
+                print(f"{schema}: TimescaleDB {timescale} layout " + ("; ".join(changes) + ": made" if changes
+                                                                      else "up to date"))
+    except psycopg.Error as exc:
+        raise describe_error(exc, url, "migrate") from None
+    finally:
+        conn.close()
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``migrate`` command."""
+    p = sub.add_parser("migrate", help="apply the PostgreSQL store's migrations and TimescaleDB layout (as the owner)")
+    p.add_argument("--underlying", help="only this underlying's schema (default: all of ZEROGEX_UNDERLYINGS)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(handler=_handle)
