@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import orjson
 import pandas as pd
 
 from zerogex_pipeline import market_calendar
@@ -629,6 +630,11 @@ class _Handler(BaseHTTPRequestHandler):
         watched = {u for u in (mk.underlying_of(sym) for sym in symbols) if u is not None}
         watched |= {c.underlying for c in contracts.values() if c is not None}
         priced_at: tuple[pd.Timestamp, ...] | None = None
+        today = em.now().tz_convert(market_calendar.NEW_YORK).date()
+        if market_calendar.is_session(today):  # the day's path and bars, ready before its open (not at 09:30)
+            for w in watched:
+                mk.steps(w, today)
+                mk.session_bars(w, today, 1)
         while True:
             now = em.now()
             s = mk.market_day(now)
@@ -711,11 +717,11 @@ class _Handler(BaseHTTPRequestHandler):
             rows = mk.chain_rows(u, s, now, exp, prox, option_type, strike_range, center,
                                  max_proximity=em.max_strike_proximity)
             batch = []
-            for r in rows.itertuples():
-                obj = mk.spread_object(r, greeks, u)
-                if last.get(r.symbol) != obj:
+            for obj in mk.spread_objects(rows, greeks, u):
+                symbol = obj["Legs"][0]["Symbol"]
+                if last.get(symbol) != obj:
                     batch.append(obj)
-                    last[r.symbol] = obj
+                    last[symbol] = obj
             yield batch
 
     def _option_quote_updates(self, contracts: list[mk.Contract], greeks: bool) -> Iterator[list[dict[str, Any]]]:
@@ -848,7 +854,7 @@ class _Handler(BaseHTTPRequestHandler):
                         while not em.stopping.is_set() and not self._client_gone():  # silent death
                             time.sleep(0.05)
                         return
-                    lines += json.dumps(msg, separators=(",", ":")).encode() + b"\n"
+                    lines += orjson.dumps(msg) + b"\n"
                     sent += 1
                     if malformed_every and sent % malformed_every == 0:
                         lines += b'{"Symbol":"BROKEN",\nERROR - RESET\n'
