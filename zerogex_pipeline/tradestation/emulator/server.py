@@ -682,12 +682,15 @@ class _Handler(BaseHTTPRequestHandler):
         yield history
         sent_until = history[-1]["Epoch"] if history else 0
         last_open: dict[str, Any] = {}
+        day_bars: tuple[Any, list[dict[str, Any]]] = (None, [])
         while True:
             now = em.now()
             s = mk.market_day(now)
             batch = []
             if s.open <= now <= s.close:
-                bars = mk.underlying_session_bars(u, s, "Minute", interval)
+                if day_bars[0] != s.date:  # once per session, not per tick
+                    day_bars = (s.date, mk.underlying_session_bars(u, s, "Minute", interval))
+                bars = day_bars[1]
                 for b in bars:
                     if sent_until < b["Epoch"] <= now.timestamp() * 1000:
                         batch.append(dict(b, IsRealtime=True))
@@ -858,11 +861,8 @@ class _Handler(BaseHTTPRequestHandler):
                     sent += 1
                     if malformed_every and sent % malformed_every == 0:
                         lines += b'{"Symbol":"BROKEN",\nERROR - RESET\n'
-                    if not split:
-                        write(lines)
-                        lines = b""
-                if lines:
-                    write(lines)  # several objects merged, then cut at random points
+                if lines:  # a step's updates in one write, as a server flushes its buffer (split: cut at random)
+                    write(lines)
                 if time.monotonic() - last_write >= em.heartbeat_s:
                     beats += 1
                     write(json.dumps({"Heartbeat": beats, "Timestamp": mk.rfc3339(em.now())}).encode() + b"\n")
