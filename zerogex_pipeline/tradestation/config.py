@@ -89,7 +89,7 @@ class TradeStationConfig:
     stream_starvation_s: float = 120.0
     stream_max_reconnects: int = 8
     max_option_streams: int = 10
-    option_slot_grace_s: float = 0.25
+    option_slot_grace_s: float = 1.0
     budgets: Mapping[str, RateBudget] = field(default_factory=lambda: dict(DEFAULT_BUDGETS))
     warn_market_hours: bool = True
     """Log a warning when quotes are requested while the NYSE regular session is closed (``TS_WARN_MARKET_HOURS``)."""
