@@ -12,6 +12,11 @@ def test_run_prints_a_levels_row_per_trading_day(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("ZEROGEX_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     monkeypatch.chdir(tmp_path)  # no .env from the developer's checkout
+    monkeypatch.setenv("ZEROGEX_FIRST_DATE", "2024-07-03")
+    assert main(["run", "--end", "2024-07-05", "--days", "3", "--quiet"]) == 1  # before the first date partition
+    assert ("zerogex run: 2024-07-02 is before the first date partition 2024-07-03 (ZEROGEX_FIRST_DATE=2024-07-03); "
+            "set ZEROGEX_FIRST_DATE to 2024-07-02 or earlier") in capsys.readouterr().err
+    monkeypatch.setenv("ZEROGEX_FIRST_DATE", "2024-01-02")
     # 2024-07-05 is the Friday after the 2024-07-03 early close and the 2024-07-04 holiday
     assert main(["run", "--end", "2024-07-05", "--days", "3", "--row-counts", "--quiet"]) == 0
     out = capsys.readouterr().out

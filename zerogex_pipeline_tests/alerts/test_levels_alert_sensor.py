@@ -8,6 +8,7 @@ from zerogex_pipeline.defs.alerts import build_alert_assets, build_levels_alert_
 from zerogex_pipeline.defs.alerts.sensors import LEVELS_STORAGE_ID_TAG
 from zerogex_pipeline.defs.resources import build_resources
 from zerogex_pipeline.underlyings import resolve_underlying
+from zerogex_pipeline_tests.history import TEST_FIRST_DATE_ENV
 
 SPY = resolve_underlying("SPY")
 
@@ -84,7 +85,7 @@ def test_alerts_sensor_and_backtest_wire_into_definitions_for_every_underlying(t
     from zerogex_pipeline.defs.capture import build_capture_specs
     from zerogex_pipeline.settings import load_settings
 
-    settings = load_settings({"ZEROGEX_UNDERLYINGS": "SPY,SPX,QQQ", "ZEROGEX_DATA_DIR": str(tmp_path)}, env_file=None)
+    settings = load_settings({**TEST_FIRST_DATE_ENV, "ZEROGEX_UNDERLYINGS": "SPY,SPX,QQQ", "ZEROGEX_DATA_DIR": str(tmp_path)}, env_file=None)
     assets, sensors = [], []
     for u in settings.underlyings:
         core = build_underlying_assets(u, settings)

@@ -16,12 +16,13 @@ from zerogex_pipeline_tests.checks.test_asset_checks import (
     meta,
     use_source,
 )
+from zerogex_pipeline_tests.history import TEST_FIRST_DATE_ENV
 
 
 def test_checks_pass_and_fail_through_the_postgres_store(
     pg_url: str, tmp_path, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = load_settings({"ZEROGEX_DATA_DIR": str(tmp_path), "ZEROGEX_DATABASE_URL": pg_url,
+    settings = load_settings({**TEST_FIRST_DATE_ENV, "ZEROGEX_DATA_DIR": str(tmp_path), "ZEROGEX_DATABASE_URL": pg_url,
                               "ZEROGEX_SNAPSHOT_MINUTES": "30"}, env_file=None)
     pipeline = Pipeline(settings, instance)
     results = pipeline.day(DAY, [DAY, EXP])

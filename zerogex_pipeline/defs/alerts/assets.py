@@ -25,7 +25,7 @@ import pandas as pd
 from zerogex_pipeline import market_calendar
 from zerogex_pipeline.analytics.alerts import EVENT_KINDS, detect_events
 from zerogex_pipeline.announcements import announce
-from zerogex_pipeline.defs.partitions import trading_day_partitions
+from zerogex_pipeline.defs.partitions import day_partitions
 from zerogex_pipeline.schemas import GEX_ALERTS
 from zerogex_pipeline.settings import Settings, redact_webhook_url
 from zerogex_pipeline.storage import alert_ledger
@@ -53,7 +53,7 @@ def build_alert_assets(
     @dg.asset(
         key=[underlying.key, "gex_alerts"],
         group_name=f"{underlying.key}_alerts",
-        partitions_def=trading_day_partitions(),
+        partitions_def=day_partitions(settings),
         ins={"gex_levels": dg.AssetIn(key=levels.key)},
         kinds={"pandas", storage_kind},
         description=(
