@@ -65,7 +65,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
             build_end_of_day_schedule(u, backfill_job),
             build_evening_backtest_schedule(u, backtest_job),
         ]
-        sensors += [build_intraday_refresh_sensor(u, settings, core), build_levels_alert_sensor(u, levels, alerts[0]),
+        sensors += [build_intraday_refresh_sensor(u, settings, core), build_levels_alert_sensor(u, levels, alerts[0], days_per_run=settings.backfill_days_per_run),
                     build_capture_watch_sensor(u, settings)]
     sensors.append(build_orphaned_runs_sensor())
     return dg.Definitions(

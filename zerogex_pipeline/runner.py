@@ -22,7 +22,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from zerogex_pipeline import market_calendar
 from zerogex_pipeline.definitions import build_underlying_assets
 from zerogex_pipeline.defs.checks.asset_checks import build_asset_checks
-from zerogex_pipeline.defs.partitions import chain_partition_key
+from zerogex_pipeline.defs.partitions import chain_partition_key, consecutive_sessions
 from zerogex_pipeline.defs.resources import build_resources
 from zerogex_pipeline.run_liveness import process_tags
 from zerogex_pipeline.settings import Settings
@@ -64,20 +64,6 @@ class Progress:
 
 
 ProgressCallback = Callable[[Progress], None]
-
-
-def consecutive_ranges(dates: Sequence[dt.date], size: int) -> list[list[dt.date]]:
-    """``dates`` (sorted, deduplicated) cut into runs of consecutive NYSE sessions of at most ``size`` days."""
-    ordered = sorted(set(dates))
-    ranges: list[list[dt.date]] = []
-    for date in ordered:
-        current = ranges[-1] if ranges else None
-        if (current is not None and len(current) < size
-                and market_calendar.next_session_on_or_after(current[-1] + dt.timedelta(days=1)) == date):
-            current.append(date)
-        else:
-            ranges.append([date])
-    return ranges
 
 
 def day_expirations(source: MarketDataSource, underlying: Underlying, date: dt.date, count: int) -> list[dt.date]:
@@ -216,7 +202,7 @@ def materialize_days(
         if progress is not None:
             progress(Progress(done, total, 0, time.perf_counter() - started, step))
 
-    for days in consecutive_ranges(ordered, settings.backfill_days_per_run):
+    for days in consecutive_sessions(ordered, settings.backfill_days_per_run):
         span = days[0].isoformat() if len(days) == 1 else f"{days[0]}..{days[-1]}"
         day_started = time.perf_counter()
         run([bars], [d.isoformat() for d in days], f"bars {span}")

@@ -18,6 +18,7 @@ when the chain is built (:mod:`zerogex_pipeline.defs.options.slots`) and stored 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from functools import lru_cache
 
 import dagster as dg
@@ -106,3 +107,17 @@ def backfill_policy(settings: Settings) -> dg.BackfillPolicy:
     date × slot selection into one date range per slot and cuts each range into runs of this many days.
     """
     return dg.BackfillPolicy.multi_run(max_partitions_per_run=settings.backfill_days_per_run)
+
+
+def consecutive_sessions(dates: Sequence[dt.date], size: int) -> list[list[dt.date]]:
+    """``dates`` (sorted, deduplicated) cut into runs of consecutive NYSE sessions of at most ``size`` days: each is
+    one contiguous range of date partitions, so one range run can materialize it."""
+    ranges: list[list[dt.date]] = []
+    for date in sorted(set(dates)):
+        current = ranges[-1] if ranges else None
+        if (current is not None and len(current) < size
+                and next_session_on_or_after(current[-1] + dt.timedelta(days=1)) == date):
+            current.append(date)
+        else:
+            ranges.append([date])
+    return ranges
