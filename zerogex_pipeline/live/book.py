@@ -47,6 +47,10 @@ class BookView:
         return len(self.strike)
 
 
+BookUpdate = tuple[str, dt.date, str, str, float, int, dict[str, float], int]
+"""One contract's update: symbol, expiration, settlement, option type, strike, stream id, values, ``at_ns``."""
+
+
 class ContractBook:
     """Quote state of every option contract streamed for one underlying (thread-safe)."""
 
@@ -85,23 +89,34 @@ class ContractBook:
         A contract seen for the first time is added. ``stream`` is the id of the stream that sent it.
         """
         with self._lock:
-            i = self._index.get(symbol)
-            if i is None:
-                if self._n == len(self._strike):
-                    self._grow()
-                i = self._n
-                self._index[symbol] = i
-                self._symbol.append(symbol)
-                self._expiration[i] = np.datetime64(expiration, "D")
-                self._settlement[i] = settlement
-                self._is_call[i] = option_type == "C"
-                self._strike[i] = strike
-                self._n += 1
-            row = self._values[i]
-            for name, value in values.items():
-                row[FIELD[name]] = value
-            self._stream[i] = stream
-            self._quote_ts[i] = at_ns
+            self._update_locked(symbol, expiration, settlement, option_type, strike, stream, values, at_ns)
+
+    def _update_locked(self, symbol: str, expiration: dt.date, settlement: str, option_type: str, strike: float,
+                       stream: int, values: dict[str, float], at_ns: int) -> None:
+        i = self._index.get(symbol)
+        if i is None:
+            if self._n == len(self._strike):
+                self._grow()
+            i = self._n
+            self._index[symbol] = i
+            self._symbol.append(symbol)
+            self._expiration[i] = np.datetime64(expiration, "D")
+            self._settlement[i] = settlement
+            self._is_call[i] = option_type == "C"
+            self._strike[i] = strike
+            self._n += 1
+        row = self._values[i]
+        for name, value in values.items():
+            row[FIELD[name]] = value
+        self._stream[i] = stream
+        self._quote_ts[i] = at_ns
+
+    def update_batch(self, updates: list[BookUpdate]) -> None:
+        """:meth:`update` of each ``(symbol, expiration, settlement, option_type, strike, stream, values, at_ns)``,
+        all at once: a reader sees none or all of them."""
+        with self._lock:
+            for u in updates:
+                self._update_locked(*u)
 
     def update_many(self, symbols: list[str], expiration: dt.date, settlement: list[str], option_type: list[str],
                     strike: np.ndarray, stream: int, values: dict[str, np.ndarray], at_ns: int) -> None:

@@ -28,6 +28,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +38,7 @@ import pandas as pd
 from zerogex_pipeline import market_calendar
 from zerogex_pipeline.live.book import UnderlyingState
 from zerogex_pipeline.live.clock import EngineClock
-from zerogex_pipeline.live.feed import Feed, OpenedExpiration
+from zerogex_pipeline.live.feed import Feed, OpenedExpiration, StreamStatus
 from zerogex_pipeline.live.plan import ExpirationPlan, allot_slots, not_streamed_message, plan_expiration
 from zerogex_pipeline.live.publish import DagsterReporter, LiveAlerts, capture_events, level_line, plan_events
 from zerogex_pipeline.live.snapshot import (
@@ -61,7 +62,7 @@ MAX_CHAIN_STREAMS = 10
 class EngineOptions:
     """How the engine runs (the ``zerogex stream`` options and the settings they default to).
 
-    Times: ``interval_s``, ``settle_s``, ``spot_wait_s`` are wall-clock seconds; ``pre_open_minutes`` and
+    Times: ``interval_s``, ``settle_s``, ``catchup_s``, ``spot_wait_s`` are wall-clock seconds; ``pre_open_minutes`` and
     ``post_close_minutes`` market time. ``distance_pct`` and ``margin_pct`` are percent of spot.
     """
 
@@ -80,6 +81,9 @@ class EngineOptions:
     max_chain_streams: int = MAX_CHAIN_STREAMS
     spot_max_age_s: float = 15.0
     """A snapshot needs a spot whose own time is at most this many market seconds before the instant."""
+    catchup_s: float = 1.5
+    """Wall seconds past ``settle_s`` the open's cut waits for the session's first spot and chain quotes (before
+    them the state holds the last session's close)."""
     rate: float = 0.04
     announce_alerts: bool = True
 
@@ -260,10 +264,15 @@ class StreamEngine:
             due = not finishing and next_i < len(instants) and now >= instants[next_i]
             if finishing:
                 self.feed.refresh(now.value)
-            elif due and wall >= self._crossed_wall(instants[next_i]) + opt.settle_s:
+            elif due and wall >= (crossed := self._crossed_wall(instants[next_i])) + opt.settle_s:
                 instant = instants[next_i]
-                next_i += 1
                 self.feed.refresh(instant.value)  # a simulated market is read at the instant itself
+                catching_up = (instant not in done and wall < crossed + opt.settle_s + opt.catchup_s
+                               and not self._caught_up(session, instant, crossed, states, opened))
+                if catching_up:
+                    self._wake.wait(0.02)
+                    continue
+                next_i += 1
                 if instant in done:
                     continue
                 self._recenter(session, states, opened, stats)
@@ -289,6 +298,28 @@ class StreamEngine:
             else:
                 self._sleep(instants[next_i] if next_i < len(instants) else None, next_interval, bool(pending))
         self._flush_bars(session, states)
+
+    def _caught_up(self, session: market_calendar.TradingSession, instant: pd.Timestamp, crossed: float,
+                   states: dict[str, UnderlyingState], opened: dict[tuple[str, dt.date], OpenedExpiration]) -> bool:
+        """Whether the state has reached the open instant: every spot's first trade of the session and every live
+        chain stream's first quotes in. Any other instant is cut as it is (a lagging feed is a gap, not a wait)."""
+        if instant != session.open:
+            return True
+        limit = instant.value - int(self.options.spot_max_age_s * 1e9)
+        if any(states[u.key].get_spot().trade_ns < limit for u in self.options.underlyings):
+            return False
+        return not self._quiet_since_open(session, instant, crossed, opened.values())
+
+    def _quiet_since_open(self, session: market_calendar.TradingSession, instant: pd.Timestamp, crossed: float,
+                          expirations: Iterable[OpenedExpiration]) -> list[StreamStatus]:
+        """At the open instant, the live chain streams with no data since it: they still hold the last session's
+        quotes (every chain quote changes at the open)."""
+        if instant != session.open:
+            return []
+        now = time.monotonic()
+        statuses = [self.feed.registry.get(sid) for o in expirations for sid in o.stream_ids]
+        return [st for st in statuses if st.kind == "chain" and st.is_live(now, self.feed.registry.liveness_s)
+                and st.last_data < crossed]
 
     def _crossed_wall(self, instant: pd.Timestamp) -> float:
         """The monotonic time at which the clock reached ``instant`` (estimated from now)."""
@@ -388,6 +419,7 @@ class StreamEngine:
         cut_wall = time.monotonic()
         pending = PendingCapture(instant, crossed, cut_wall, {}, {}, {})
         level_rows: dict[str, pd.DataFrame | list[dict[str, Any]]] = {}
+        taken: dict[tuple[str, dt.date], tuple[Underlying, SnapshotArrays]] = {}
         for u in self.options.underlyings:
             started = time.perf_counter_ns()
             tracked = self._tracked(u, opened)
@@ -398,9 +430,11 @@ class StreamEngine:
                 key = (u.key, e)
                 o = opened[key]
                 down = self.feed.registry.not_live([spot_ids[u.key], *o.stream_ids])
-                if snap is None or down or spot_age > self.options.spot_max_age_s:
+                quiet = self._quiet_since_open(session, instant, crossed, [o])
+                if snap is None or down or quiet or spot_age > self.options.spot_max_age_s:
                     why = (f"stream not live at the instant: {down[0].label}" if down else "no live state"
-                           if snap is None else f"spot stale: its last trade was {spot_age:.0f} s before the instant")
+                           if snap is None else f"no quote since the open yet on {quiet[0].label}" if quiet
+                           else f"spot stale: its last trade was {spot_age:.0f} s before the instant")
                     pending.missing[key] = why
                     continue
                 listed = self._listed.get(key)
@@ -414,7 +448,7 @@ class StreamEngine:
                 if rows.size == 0:
                     pending.missing[key] = "no contract of the expiration in the window"
                     continue
-                pending.frames[key] = capture_frame(u, session.date, _take(snap, rows), self.feed.name)
+                taken[key] = (u, _take(snap, rows))
                 required = {spot_status.id: spot_status.connections}
                 for sid in o.stream_ids:
                     required[sid] = self.feed.registry.get(sid).connections
@@ -430,6 +464,8 @@ class StreamEngine:
         stats.snapshot_latency_s.append(latency)
         for row in pending.levels.values():
             log.info(level_line(row, latency))
+        for key, (u, part) in taken.items():  # the captured rows: after the levels, off their latency
+            pending.frames[key] = capture_frame(u, session.date, part, self.feed.name)
         return pending
 
     def _confirm(self, session: market_calendar.TradingSession, pending: list[PendingCapture],

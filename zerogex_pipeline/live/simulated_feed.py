@@ -73,7 +73,8 @@ class SimulatedFeed:
         status.connected = status.complete = True
         status.connections = max(status.connections, 1)
         status.down_since = None
-        status.heard(time.monotonic())
+        status.last_data = time.monotonic()  # the simulated market is priced afresh at every refresh
+        status.heard(status.last_data)
 
     def open_expiration(self, plan: ExpirationPlan, state: UnderlyingState) -> OpenedExpiration:
         status = self.registry.register("chain", f"{plan.label} simulated chain ±{plan.chain_proximity}")

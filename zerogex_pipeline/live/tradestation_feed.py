@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from zerogex_pipeline import market_calendar
-from zerogex_pipeline.live.book import UnderlyingState
+from zerogex_pipeline.live.book import BookUpdate, UnderlyingState
 from zerogex_pipeline.live.clock import EngineClock
 from zerogex_pipeline.live.feed import LIVENESS_S, OpenedExpiration, StreamRegistry, StreamStatus
 from zerogex_pipeline.live.plan import MAX_STRIKE_PROXIMITY, ExpirationPlan, Series
@@ -118,6 +118,9 @@ class TradeStationFeed:
         self._expirations: dict[str, list[dt.date]] = {}
         self._contracts: dict[str, tuple[dt.date, str, str, float]] = {}
         self._spot_moved: dict[str, float] = {}
+        self._unapplied: dict[int, tuple[UnderlyingState, list[BookUpdate]]] = {}
+        """Per option stream, the updates of the network chunk being read: applied together when it ends, so a
+        snapshot cut sees a server's batch whole or not at all (its thread alone touches its entry)."""
 
     # ------------------------------------------------------------------ listings (REST, once a day)
     def listed_expirations(self, u: Underlying, day: dt.date) -> list[dt.date]:
@@ -244,8 +247,17 @@ class TradeStationFeed:
             values = {name: float(msg[wire]) for wire, name in fields.items() if wire in msg}
         except (TypeError, ValueError):  # a blank or odd value: the tolerant (slower) conversion
             values = {name: to_float(msg[wire]) for wire, name in fields.items() if wire in msg}
-        state.book.update(symbol, contract[0], contract[1], contract[2], contract[3], stream_id, values,
-                          self.clock.now().value)
+        pending = self._unapplied.setdefault(stream_id, (state, []))[1]
+        pending.append((symbol, contract[0], contract[1], contract[2], contract[3], stream_id, values,
+                        self.clock.now().value))
+
+    def _apply(self, stream_id: int) -> None:
+        """Apply the updates held for ``stream_id`` (the end of a network chunk, or of the connection)."""
+        held = self._unapplied.get(stream_id)
+        if held is not None and held[1]:
+            state, updates = held
+            self._unapplied[stream_id] = (state, [])
+            state.book.update_batch(updates)
 
     def _launch(self, status: StreamStatus, make: Callable[[], Stream],
                 handle: Callable[[dict[str, Any], _Completion], None], expected: set[str] | None,
@@ -309,8 +321,11 @@ class TradeStationFeed:
                     else:
                         handle(msg, completion)
                         status.last_data = now
+                    if not stream.more_in_chunk:
+                        self._apply(status.id)
                     status.heard(now)
                     if completion.done and not status.complete:
+                        self._apply(status.id)
                         status.complete = True
                         self._up(status)
             except TradeStationError as exc:
@@ -321,6 +336,7 @@ class TradeStationFeed:
                 status.failures += 1
                 status.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("stream %s failed", status.label)
+            self._apply(status.id)
             self._down(status, status.last_error or "ended")
             if status.closed or self._stop.is_set():
                 return

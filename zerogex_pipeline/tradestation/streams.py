@@ -123,6 +123,9 @@ class Stream:
         """Connections opened so far (a new one re-sends the initial snapshot)."""
         self.heartbeats = 0
         self.goaways = 0
+        self.more_in_chunk = False
+        """While a message is being handled: whether more messages of the same network chunk follow (a server's
+        one write of a batch of updates), so a consumer can apply the batch at once."""
         self._closed = False
         self._response: requests.Response | None = None
 
@@ -210,7 +213,9 @@ class Stream:
                     if self._closed:
                         return
                     raise _ReconnectNeededError(f"connection idle or dropped ({type(exc).__name__})") from None
-                for msg in self.decoder.feed(chunk):
+                msgs = self.decoder.feed(chunk)
+                for k, msg in enumerate(msgs):
+                    self.more_in_chunk = k < len(msgs) - 1
                     if is_heartbeat(msg):
                         self.heartbeats += 1
                         starvation = cfg.stream_starvation_s if self.starvation_s is None else self.starvation_s

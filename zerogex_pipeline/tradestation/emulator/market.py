@@ -7,6 +7,7 @@ the emulator's clock; outside a session the market shows the last close.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -42,7 +43,7 @@ CRYPTO = ["BTCUSD", "ETHUSD", "LTCUSD", "BCHUSD"]
 
 def num(value: float, digits: int = 2) -> str:
     """A price as the API writes it: a string without trailing zeros."""
-    return f"{value:.{digits}f}".rstrip("0").rstrip(".") if np.isfinite(value) else "0"
+    return f"{value:.{digits}f}".rstrip("0").rstrip(".") if math.isfinite(value) else "0"
 
 
 def rfc3339(ts: pd.Timestamp) -> str:
@@ -164,26 +165,67 @@ def sessions_in(start: pd.Timestamp, end: pd.Timestamp) -> list[TradingSession]:
 
 def spread_object(row: Any, greeks: bool, underlying: Underlying) -> dict[str, Any]:
     """A single-leg ``Spread`` (chain/option-quote stream message) from a priced row."""
-    right = "Call" if row.option_type == "C" else "Put"
-    last = float(row.last) if np.isfinite(row.last) else 0.0
-    intrinsic = max(row.spot - row.strike, 0.0) if row.option_type == "C" else max(row.strike - row.spot, 0.0)
-    obj: dict[str, Any] = {
-        "IntrinsicValue": num(intrinsic), "ExtrinsicValue": num(max(row.mid - intrinsic, 0.0)),
-        "TheoreticalValue": num(row.mid, 4), "DailyOpenInterest": int(row.open_interest),
-        "Ask": num(row.ask), "Bid": num(row.bid), "Mid": num(row.mid, 4), "AskSize": 10, "BidSize": 10,
-        "Close": num(last), "High": num(last), "Last": num(last), "Low": num(last), "NetChange": "0",
-        "NetChangePct": "0", "Open": num(last), "PreviousClose": num(last), "Volume": int(row.volume),
-        "Side": right, "Strikes": [format_strike(row.strike)],
-        "Legs": [{"Symbol": row.symbol, "Ratio": 1, "StrikePrice": format_strike(row.strike),
-                  "Expiration": rfc3339(pd.Timestamp(row.expiration).tz_localize("UTC")),
-                  "OptionType": right, "AssetType": "IndexOption" if underlying.listing_style == "index_am_pm"
-                  else "StockOption"}],
+    frame = pd.DataFrame([row._asdict() if hasattr(row, "_asdict") else dict(row)])
+    return spread_objects(frame, greeks, underlying)[0]
+
+
+def _nums(values: np.ndarray, digits: int = 2) -> list[str]:
+    """:func:`num` of every value (the formatting of a whole column at once)."""
+    out = []
+    for v in np.asarray(values, dtype=np.float64).tolist():
+        out.append(f"{v:.{digits}f}".rstrip("0").rstrip(".") if math.isfinite(v) else "0")
+    return out
+
+
+def spread_objects(rows: pd.DataFrame, greeks: bool, underlying: Underlying) -> list[dict[str, Any]]:
+    """Single-leg ``Spread`` objects of priced rows (one per row; numbers formatted a column at a time)."""
+    n = len(rows)
+    if n == 0:
+        return []
+    is_call = (rows["option_type"] == "C").to_numpy()
+    spot = rows["spot"].to_numpy(np.float64)
+    strike = rows["strike"].to_numpy(np.float64)
+    mid = rows["mid"].to_numpy(np.float64)
+    last = np.nan_to_num(rows["last"].to_numpy(np.float64), nan=0.0)
+    intrinsic = np.where(is_call, np.maximum(spot - strike, 0.0), np.maximum(strike - spot, 0.0))
+    cols = {
+        "IntrinsicValue": _nums(intrinsic), "ExtrinsicValue": _nums(np.maximum(mid - intrinsic, 0.0)),
+        "TheoreticalValue": _nums(mid, 4), "Ask": _nums(rows["ask"].to_numpy()), "Bid": _nums(rows["bid"].to_numpy()),
+        "Mid": _nums(mid, 4), "Last": _nums(last),
     }
-    if greeks and np.isfinite(row.iv):
-        obj.update({"Delta": num(row.delta, 4), "Theta": num(row.theta, 4), "Gamma": num(row.gamma, 6),
-                    "Rho": "0", "Vega": num(row.vega, 4), "ImpliedVolatility": num(row.iv, 4),
-                    "ProbabilityITM": num(abs(row.delta), 4), "ProbabilityOTM": num(1 - abs(row.delta), 4)})
-    return obj
+    iv = rows["iv"].to_numpy(np.float64)
+    delta = rows["delta"].to_numpy(np.float64)
+    if greeks:
+        cols.update({"Delta": _nums(delta, 4), "Theta": _nums(rows["theta"].to_numpy(), 4),
+                     "Gamma": _nums(rows["gamma"].to_numpy(), 6), "Vega": _nums(rows["vega"].to_numpy(), 4),
+                     "ImpliedVolatility": _nums(iv, 4), "ProbabilityITM": _nums(np.abs(delta), 4),
+                     "ProbabilityOTM": _nums(1 - np.abs(delta), 4)})
+    strikes = [format_strike(k) for k in strike.tolist()]
+    expirations = {e: rfc3339(pd.Timestamp(e).tz_localize("UTC")) for e in pd.unique(rows["expiration"])}
+    asset = "IndexOption" if underlying.listing_style == "index_am_pm" else "StockOption"
+    oi = rows["open_interest"].to_numpy(np.int64).tolist()
+    volume = rows["volume"].to_numpy(np.int64).tolist()
+    symbols = rows["symbol"].tolist()
+    exps = rows["expiration"].tolist()
+    out = []
+    for i in range(n):
+        right = "Call" if is_call[i] else "Put"
+        price = cols["Last"][i]
+        obj: dict[str, Any] = {
+            "IntrinsicValue": cols["IntrinsicValue"][i], "ExtrinsicValue": cols["ExtrinsicValue"][i],
+            "TheoreticalValue": cols["TheoreticalValue"][i], "DailyOpenInterest": oi[i], "Ask": cols["Ask"][i],
+            "Bid": cols["Bid"][i], "Mid": cols["Mid"][i], "AskSize": 10, "BidSize": 10, "Close": price,
+            "High": price, "Last": price, "Low": price, "NetChange": "0", "NetChangePct": "0", "Open": price,
+            "PreviousClose": price, "Volume": volume[i], "Side": right, "Strikes": [strikes[i]],
+            "Legs": [{"Symbol": symbols[i], "Ratio": 1, "StrikePrice": strikes[i], "Expiration": expirations[exps[i]],
+                      "OptionType": right, "AssetType": asset}],
+        }
+        if greeks and math.isfinite(iv[i]):
+            obj.update({"Delta": cols["Delta"][i], "Theta": cols["Theta"][i], "Gamma": cols["Gamma"][i], "Rho": "0",
+                        "Vega": cols["Vega"][i], "ImpliedVolatility": cols["ImpliedVolatility"][i],
+                        "ProbabilityITM": cols["ProbabilityITM"][i], "ProbabilityOTM": cols["ProbabilityOTM"][i]})
+        out.append(obj)
+    return out
 
 
 def chain_rows(u: Underlying, s: TradingSession, now: pd.Timestamp, expiration: dt.date, proximity: int,

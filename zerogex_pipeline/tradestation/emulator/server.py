@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import orjson
 import pandas as pd
 
 from zerogex_pipeline import market_calendar
@@ -629,6 +630,11 @@ class _Handler(BaseHTTPRequestHandler):
         watched = {u for u in (mk.underlying_of(sym) for sym in symbols) if u is not None}
         watched |= {c.underlying for c in contracts.values() if c is not None}
         priced_at: tuple[pd.Timestamp, ...] | None = None
+        today = em.now().tz_convert(market_calendar.NEW_YORK).date()
+        if market_calendar.is_session(today):  # the day's path and bars, ready before its open (not at 09:30)
+            for w in watched:
+                mk.steps(w, today)
+                mk.session_bars(w, today, 1)
         while True:
             now = em.now()
             s = mk.market_day(now)
@@ -676,12 +682,15 @@ class _Handler(BaseHTTPRequestHandler):
         yield history
         sent_until = history[-1]["Epoch"] if history else 0
         last_open: dict[str, Any] = {}
+        day_bars: tuple[Any, list[dict[str, Any]]] = (None, [])
         while True:
             now = em.now()
             s = mk.market_day(now)
             batch = []
             if s.open <= now <= s.close:
-                bars = mk.underlying_session_bars(u, s, "Minute", interval)
+                if day_bars[0] != s.date:  # once per session, not per tick
+                    day_bars = (s.date, mk.underlying_session_bars(u, s, "Minute", interval))
+                bars = day_bars[1]
                 for b in bars:
                     if sent_until < b["Epoch"] <= now.timestamp() * 1000:
                         batch.append(dict(b, IsRealtime=True))
@@ -711,11 +720,11 @@ class _Handler(BaseHTTPRequestHandler):
             rows = mk.chain_rows(u, s, now, exp, prox, option_type, strike_range, center,
                                  max_proximity=em.max_strike_proximity)
             batch = []
-            for r in rows.itertuples():
-                obj = mk.spread_object(r, greeks, u)
-                if last.get(r.symbol) != obj:
+            for obj in mk.spread_objects(rows, greeks, u):
+                symbol = obj["Legs"][0]["Symbol"]
+                if last.get(symbol) != obj:
                     batch.append(obj)
-                    last[r.symbol] = obj
+                    last[symbol] = obj
             yield batch
 
     def _option_quote_updates(self, contracts: list[mk.Contract], greeks: bool) -> Iterator[list[dict[str, Any]]]:
@@ -848,15 +857,12 @@ class _Handler(BaseHTTPRequestHandler):
                         while not em.stopping.is_set() and not self._client_gone():  # silent death
                             time.sleep(0.05)
                         return
-                    lines += json.dumps(msg, separators=(",", ":")).encode() + b"\n"
+                    lines += orjson.dumps(msg) + b"\n"
                     sent += 1
                     if malformed_every and sent % malformed_every == 0:
                         lines += b'{"Symbol":"BROKEN",\nERROR - RESET\n'
-                    if not split:
-                        write(lines)
-                        lines = b""
-                if lines:
-                    write(lines)  # several objects merged, then cut at random points
+                if lines:  # a step's updates in one write, as a server flushes its buffer (split: cut at random)
+                    write(lines)
                 if time.monotonic() - last_write >= em.heartbeat_s:
                     beats += 1
                     write(json.dumps({"Heartbeat": beats, "Timestamp": mk.rfc3339(em.now())}).encode() + b"\n")
