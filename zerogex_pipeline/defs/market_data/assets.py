@@ -11,6 +11,7 @@ from zerogex_pipeline.defs.resources import MarketDataResource, source_kind
 from zerogex_pipeline.schemas import UNDERLYING_BARS
 from zerogex_pipeline.settings import Settings
 from zerogex_pipeline.storage.capture_store import CaptureStore
+from zerogex_pipeline.storage.postgres_io_manager import RETRY_SECONDS
 from zerogex_pipeline.underlyings import Underlying
 
 TRADESTATION_POOL = "tradestation_api"
@@ -46,7 +47,7 @@ def build_underlying_bars(underlying: Underlying, settings: Settings, storage_ki
         now = market_calendar.utc_now()
         frames = []
         captured_days = 0
-        store = CaptureStore(settings)
+        store = CaptureStore(settings, read_retry_s=RETRY_SECONDS)  # rides through a server restart
         try:
             for key in context.partition_keys:
                 session = market_calendar.session(key)

@@ -17,6 +17,7 @@ import pandas as pd
 from zerogex_pipeline.defs.partitions import split_chain_key
 from zerogex_pipeline.settings import Settings
 from zerogex_pipeline.storage.capture_store import CaptureStore
+from zerogex_pipeline.storage.postgres_io_manager import RETRY_SECONDS
 from zerogex_pipeline.underlyings import Underlying
 
 Listing = Callable[[dt.date], Sequence[dt.date]]
@@ -35,7 +36,7 @@ class TrackedExpirations:
     def __init__(self, underlying: Underlying, settings: Settings, listing: Listing) -> None:
         self.underlying = underlying
         self.count = settings.expirations
-        self._store = CaptureStore(settings)
+        self._store = CaptureStore(settings, read_retry_s=RETRY_SECONDS)  # rides through a server restart
         self._listing = listing
         self._cache: dict[dt.date, list[dt.date]] = {}
 
