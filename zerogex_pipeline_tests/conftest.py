@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,17 @@ pytest_plugins = ["zerogex_pipeline_tests.postgres_fixtures"]
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI", "").lower() == "true":
     hypothesis_settings.load_profile("ci")
+
+
+@pytest.fixture(autouse=True)
+def pipeline_logger_restored() -> Iterator[None]:
+    """A CLI call in a test sets the ``zerogex_pipeline`` logger's level (``LOG_LEVEL``); later tests get it back
+    unset, so what they log at DEBUG reaches ``caplog`` whatever ran before them."""
+    logger = logging.getLogger("zerogex_pipeline")
+    level, handlers = logger.level, list(logger.handlers)
+    yield
+    logger.setLevel(level)
+    logger.handlers[:] = handlers
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from zerogex_pipeline.analytics.engine import Product, compute_product, drop_set
 from zerogex_pipeline.analytics.levels import chain_from_surface
 from zerogex_pipeline.schemas import GEX_ALERTS, GEX_LEVELS, LIVE_LEVELS, AssetSchema
 from zerogex_pipeline.settings import Settings
-from zerogex_pipeline.storage.dashboard_queries import DashboardStore, empty_frame
+from zerogex_pipeline.storage.dashboard_queries import DashboardStore
 from zerogex_pipeline.underlyings import Underlying, UnknownUnderlyingError, resolve_underlying
 
 UNITS: dict[str, str] = {
@@ -258,16 +258,17 @@ class DashboardService:
         ``auto`` takes whichever is newer (by snapshot instant; the live row on a tie).
         """
         stored = self.store.latest_levels_row(underlying) if source in ("auto", "stored") else None
-        live = self.store.latest_live_levels(underlying) if source in ("auto", "live") else empty_frame(LIVE_LEVELS)
-        use_live = not live.empty and (stored is None or
-                                       live["snapshot_ts"].iloc[0] >= pd.Timestamp(stored["snapshot_ts"]))
+        live = self.store.latest_live_levels_row(underlying) if source in ("auto", "live") else None
+        use_live = live is not None and (stored is None or
+                                         pd.Timestamp(live["snapshot_ts"]) >= pd.Timestamp(stored["snapshot_ts"]))
         if stored is None and not use_live:
             table = "live_levels" if source == "live" else "gex_levels"
             hint = "is `zerogex stream` running?" if source == "live" else "run `make run` or `zerogex run`"
             raise NotFoundError(f"{underlying.key}.{table}: no levels stored yet ({hint})")
         now = market_calendar.utc_now()
         if use_live:
-            row = records(live, LIVE_LEVELS)[0]
+            assert live is not None
+            row = {name: _value(live[name], kind, name) for name, kind in _KINDS[LIVE_LEVELS.name].items()}
             out = {"source": "live", "table": "live_levels", "feed": row["feed"]}
         else:
             assert stored is not None

@@ -307,6 +307,19 @@ class DashboardStore:
         frame = self.live_levels(underlying, session_date=today, latest=True)
         return frame if not frame.empty else self.live_levels(underlying, latest=True)
 
+    def latest_live_levels_row(self, underlying: Underlying) -> dict[str, Any] | None:
+        """The newest live-levels row as ``{column: value}`` (``None`` when the engine never wrote one).
+
+        The same row as :meth:`latest_live_levels`; on PostgreSQL one read on a pooled read-only connection,
+        without building a frame (the hot path of the API).
+        """
+        if self.kind == "postgres":
+            rows = self._pg_rows(underlying, LIVE_LEVELS.name, f"SELECT {_cols(LIVE_LEVELS)} FROM {{table}} "
+                                 "ORDER BY session_date DESC, snapshot_ts DESC LIMIT 1", [])
+            return dict(zip(LIVE_LEVELS.column_names, rows[0], strict=True)) if rows else None
+        frame = self.latest_live_levels(underlying)
+        return None if frame.empty else dict(zip(frame.columns, frame.iloc[0].tolist(), strict=True))
+
     def live_signature(self) -> Signature | None:
         """File signature of the embedded live-levels file (``None`` on PostgreSQL, which has none)."""
         return None if self.kind == "postgres" else file_signature(self.settings.data_dir / CAPTURE_FILE)

@@ -61,6 +61,7 @@ def as_levels_frame(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     for name in ("max_pain", "iv_sources"):
         frame[name] = [None if v is None else json.dumps(v, sort_keys=True) for v in frame[name]]
+    frame["expiration_list"] = [json.dumps(v) for v in frame["expiration_list"]]  # a list: order kept
     return GEX_LEVELS.conform(frame)
 
 
