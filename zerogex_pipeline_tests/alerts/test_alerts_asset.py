@@ -108,6 +108,14 @@ def test_past_sessions_in_one_range_run_are_stored_per_day_and_never_announced(
     clock.now = at("2024-06-20 12:00")
     days = [DAY, NEXT_DAY]
     materialize_days(SPY, days, settings, instance)
+    charts = {}  # the range run draws the charts of its newest day only (a backfill's other days go without)
+    for day in days:
+        [event] = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(["spy", "gex_levels"]), asset_partitions=[day.isoformat()]),
+            limit=1).records
+        charts[day] = {"gamma_profile", "gex_by_strike", "intraday_levels"} & set(
+            event.asset_materialization.metadata)  # type: ignore[union-attr]
+    assert charts == {DAY: set(), NEXT_DAY: {"gamma_profile", "gex_by_strike", "intraday_levels"}}
     result = run_alerts(settings, instance, DAY, NEXT_DAY)  # one run over both days, as the sensor coalesces them
     assert result.success
     alerts = GEX_ALERTS.conform(stored(settings, "gex_alerts"))
