@@ -103,6 +103,7 @@ def bench_session() -> None:
           f"({market_s / 3600:.2f} market hours, {r.wall_s:.0f} s wall):")
     print(f"  snapshot instant -> live levels committed: p50 {_pct(lat, 50):.3f} s, p95 {_pct(lat, 95):.3f} s, "
           f"max {max(lat) if lat else float('nan'):.3f} s over {len(lat)} instants (target p95 <= 1 s)")
+    print(f"  each instant (s, in order from the open): {' '.join(f'{x:.2f}' for x in lat)}")
     print(f"  capture: {check.captured_pairs} of {check.expected_pairs} (instant, expiration) captured, "
           f"{len(check.missing_outside_outages)} missing outside outages, {check.duplicates} duplicated, "
           f"{len(check.mismatches)} untrue; feed lag {sorted(set(check.lags_s))} s; not streamed: "
