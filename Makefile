@@ -35,7 +35,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check zerogex_pipeline zerogex_pipeline_tests benchmarks
 	$(BIN)/mypy zerogex_pipeline benchmarks
 
-# The Dagster UI and daemon, with the stream engine and the live screen beside them (zerogex dashboard on
+# The Dagster UI and daemon (after `zerogex migrate`: store migrations, and partition status of a store made before
+# the expiration-slot partitions), with the stream engine and the live screen beside them (zerogex dashboard on
 # http://127.0.0.1:8050; the engine's log: data/stream.log); both stop with dagster dev. The engine follows the
 # wall clock: it captures today's session when the market is open and waits otherwise. `make ui REPLAY=recent`
 # replays the latest session at REPLAY_SPEED (10x) through every process instead (one shared ZEROGEX_CLOCK), so the
@@ -44,6 +45,7 @@ REPLAY ?=
 REPLAY_SPEED ?= 10
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	mkdir -p data
+	$(BIN)/zerogex migrate
 	if [ -n "$(REPLAY)" ]; then \
 	    export ZEROGEX_CLOCK=$$($(BIN)/zerogex stream --at $(REPLAY) --speed $(REPLAY_SPEED) --print-clock); fi; \
 	$(BIN)/zerogex stream > data/stream.log 2>&1 & stream=$$!; \

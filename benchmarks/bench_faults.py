@@ -63,7 +63,7 @@ def restart(outage_s: float) -> str:
     try:
         day = dt.date(2025, 1, 15)
         manager = PostgresFrameIOManager(database_url=cluster.url)
-        key, parts = dg.AssetKey(["spy", "gex_levels"]), trading_day_partitions()
+        key, parts = dg.AssetKey(["spy", "gex_levels"]), trading_day_partitions(Settings().first_date)
         write_partition(manager, key, parts, day.isoformat(), _levels_frame(day), "session_date")
         cluster._run("pg_ctl", "-D", str(cluster.data_dir), "-m", "fast", "-w", "stop")
         cluster.running = False

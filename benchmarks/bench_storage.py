@@ -45,9 +45,9 @@ from benchmarks.load_history import day_frames, load_history, trading_days
 from zerogex_pipeline.defs.partitions import (
     chain_partition_key,
     chain_partitions,
-    expirations_partitions_name,
 )
 from zerogex_pipeline.schemas import OPTION_CHAIN_SNAPSHOTS, SQL_TYPE
+from zerogex_pipeline.settings import Settings
 from zerogex_pipeline.storage import postgres_queries
 from zerogex_pipeline.storage.postgres_cluster import ThrowawayCluster
 from zerogex_pipeline.storage.postgres_copy import encode_binary_copy
@@ -151,13 +151,13 @@ def _python_rows(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
     return list(zip(*columns, strict=True))
 
 
-def _chain_partitions(days: int) -> list[tuple[dt.date, dt.date, pd.DataFrame]]:
-    """The benchmark's ``(date, expiration, frame)`` chain partitions: ``days`` SPY sessions x 3 expirations."""
-    partitions: list[tuple[dt.date, dt.date, pd.DataFrame]] = []
+def _chain_partitions(days: int) -> list[tuple[dt.date, int, pd.DataFrame]]:
+    """The benchmark's ``(date, expiration slot, frame)`` chain partitions: ``days`` SPY sessions x 3 slots."""
+    partitions: list[tuple[dt.date, int, pd.DataFrame]] = []
     for d in trading_days(days, END):
         chain = day_frames(SPY.name, d)["option_chain_snapshots"]
-        for exp, part in chain.groupby("expiration", sort=True):
-            partitions.append((d, pd.Timestamp(exp).date(), part.reset_index(drop=True)))
+        for slot, part in chain.groupby("expiration_slot", sort=True):
+            partitions.append((d, int(slot), part.reset_index(drop=True)))
     return partitions
 
 
@@ -189,8 +189,7 @@ def bench_ingest(url: str, days: int, cpu: ServerCpu | None = None, rounds: int 
     # measured explicitly below).
     policy = TimescalePolicy(compress_after_days=36500)
     manager = PostgresFrameIOManager(database_url=url, use_timescaledb=True, compress_after_days=36500)
-    partitions_def = chain_partitions(SPY)
-    keys = sorted({e.isoformat() for _, e, _ in partitions})
+    partitions_def = chain_partitions(Settings())
     cols = ", ".join(f'"{c}"' for c in OPTION_CHAIN_SNAPSHOTS.column_names)
     types = [SQL_TYPE[c.kind].lower() for c in OPTION_CHAIN_SNAPSHOTS.columns]
     baselines = ("raw_csv", "raw_write_row", "raw_binary", "to_sql")
@@ -213,7 +212,7 @@ def bench_ingest(url: str, days: int, cpu: ServerCpu | None = None, rounds: int 
         return sum(
             write_partition(
                 manager, dg.AssetKey(["spy", "option_chain_snapshots"]), partitions_def,
-                chain_partition_key(d, e), frame, {"date": "session_date", "expiration": "expiration"},
+                chain_partition_key(d, e), frame, {"date": "session_date", "expiration": "expiration_slot"},
                 instance,
             )
             for d, e, frame in partitions
@@ -271,7 +270,6 @@ def bench_ingest(url: str, days: int, cpu: ServerCpu | None = None, rounds: int 
                 conn.execute(f"TRUNCATE {schema}.option_chain_snapshots")
             conn.commit()
         with dg.instance_for_test() as instance:
-            instance.add_dynamic_partitions(expirations_partitions_name(SPY), keys)
             timed("io_manager", partial(io_manager, instance))
             timed("io_manager_rewrite", partial(io_manager, instance))
         with open_connection(url) as conn:
@@ -297,7 +295,6 @@ def bench_ingest(url: str, days: int, cpu: ServerCpu | None = None, rounds: int 
             conn.execute("SELECT compress_chunk(c) FROM show_chunks('spy.option_chain_snapshots') c").fetchall()
             conn.commit()
         with dg.instance_for_test() as instance:
-            instance.add_dynamic_partitions(expirations_partitions_name(SPY), keys)
             c0 = cpu.seconds()
             on_compressed = io_manager(instance)
             out["io_manager_rewrite_compressed"] = total / on_compressed

@@ -73,12 +73,14 @@ def day_frames(
     bars = UNDERLYING_BARS.conform(source.underlying_bars(underlying, session, 1))
     spots = spots_from_bars(bars, session.snapshot_times(snapshot_minutes))
     chains, surfaces = [], []
-    for expiration in source.listed_expirations(underlying, date)[:expirations]:
+    for slot, expiration in enumerate(source.listed_expirations(underlying, date)[:expirations], start=1):
         chain = OPTION_CHAIN_SNAPSHOTS.conform(
             source.chain_snapshots(underlying, session, expiration, spots, strike_distance_pct)
+            .assign(expiration_slot=slot)
         )
         chains.append(chain)
-        surfaces.append(GEX_SURFACE.conform(build_surface(chain, risk_free_rate, underlying.dividend_yield)))
+        surfaces.append(GEX_SURFACE.conform(
+            build_surface(chain, risk_free_rate, underlying.dividend_yield).assign(expiration_slot=slot)))
     surface = pd.concat(surfaces, ignore_index=True)
     return {
         UNDERLYING_BARS.name: bars,

@@ -14,8 +14,6 @@ from zerogex_pipeline.defs.automation.schedules import (
     build_backtest_job,
     build_end_of_day_schedule,
     build_evening_backtest_schedule,
-    build_pre_open_schedule,
-    build_register_expirations_job,
 )
 from zerogex_pipeline.defs.backtest.assets import build_regime_backtest
 from zerogex_pipeline.defs.capture import (
@@ -61,15 +59,13 @@ def build_defs(settings: Settings) -> dg.Definitions:
         assets += [*build_capture_specs(u, settings, kind), *core, *alerts, backtest]
         checks += [build_capture_check(u, settings), *build_asset_checks(u, settings, bars, chain, surface, levels)]
         backfill_job = build_backfill_job(u, settings, core)
-        register_job = build_register_expirations_job(u, settings)
         backtest_job = build_backtest_job(u, backtest)
-        jobs += [backfill_job, register_job, backtest_job]
+        jobs += [backfill_job, backtest_job]
         schedules += [
-            build_pre_open_schedule(u, register_job),
             build_end_of_day_schedule(u, backfill_job),
             build_evening_backtest_schedule(u, backtest_job),
         ]
-        sensors += [build_intraday_refresh_sensor(u, settings, core), build_levels_alert_sensor(u, levels, alerts[0]),
+        sensors += [build_intraday_refresh_sensor(u, settings, core), build_levels_alert_sensor(u, levels, alerts[0], days_per_run=settings.backfill_days_per_run),
                     build_capture_watch_sensor(u, settings)]
     sensors.append(build_orphaned_runs_sensor())
     return dg.Definitions(

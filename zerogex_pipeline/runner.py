@@ -1,9 +1,10 @@
 """Materializing whole trading days in dependency order: bars -> snapshots -> surface -> levels.
 
-Used by ``zerogex run`` (and ``make run``). One day is: register the day's nearest expirations as
-dynamic partitions, then one run for the bars, one per expiration for snapshots + surface, and one for
-the levels. Each run goes through the configured IO manager, so the store ends with exactly one copy
-of every partition however often a day is re-run.
+Used by ``zerogex run`` (and ``make run``). Consecutive trading days are materialized in range runs of at most
+``ZEROGEX_BACKFILL_DAYS_PER_RUN`` days, like the backfill daemon does: one run for the bars of the range, one per
+expiration slot for its snapshots + surface, and one for its levels (each run with its blocking checks). Each run
+goes through the configured IO manager, so the store ends with exactly one copy of every partition however often a
+day is re-run. A progress callback hears after every run how many partitions are done out of the total.
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ import datetime as dt
 import os
 import re
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from zerogex_pipeline import market_calendar
 from zerogex_pipeline.definitions import build_underlying_assets
 from zerogex_pipeline.defs.checks.asset_checks import build_asset_checks
-from zerogex_pipeline.defs.partitions import chain_partition_key, expirations_partitions_name
+from zerogex_pipeline.defs.partitions import chain_partition_key, consecutive_sessions
 from zerogex_pipeline.defs.resources import build_resources
 from zerogex_pipeline.run_liveness import process_tags
 from zerogex_pipeline.settings import Settings
@@ -39,6 +43,27 @@ class DayRun:
     expirations: list[dt.date]
     rows: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Partitions materialized so far out of the total, and the failures (0 or 1: a failed run stops the work)."""
+
+    done: int
+    total: int
+    failed: int
+    elapsed_s: float
+    step: str
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left at the pace so far (``None`` before the first partition is done)."""
+        if self.done <= 0:
+            return None
+        return self.elapsed_s * (self.total - self.done) / self.done
+
+
+ProgressCallback = Callable[[Progress], None]
 
 
 def day_expirations(source: MarketDataSource, underlying: Underlying, date: dt.date, count: int) -> list[dt.date]:
@@ -80,13 +105,15 @@ def _failed_checks(result: dg.ExecuteInProcessResult) -> str:
     return "; ".join(failed)
 
 
-def _rows(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> int:
+def _rows_by_partition(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict[str, int]:
+    """Rows each partition of ``key`` got in the run (its own ``rows`` metadata)."""
+    out: dict[str, int] = {}
     for event in result.get_asset_materialization_events():
         mat = event.materialization
-        if mat.asset_key == key:
-            value = mat.metadata.get("dagster/row_count")
-            return int(value.value) if value is not None else 0  # type: ignore[arg-type]
-    return 0
+        if mat.asset_key == key and mat.partition is not None:
+            value = mat.metadata.get("rows")
+            out[str(mat.partition)] = int(value.value) if value is not None else 0  # type: ignore[arg-type]
+    return out
 
 
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -109,18 +136,46 @@ def materialize_day(
     Raises:
         RunFailedError: a run failed (the store keeps the partitions' previous versions).
     """
+    return materialize_days(underlying, [date], settings, instance, quiet)[0]
+
+
+def materialize_days(
+    underlying: Underlying, dates: Sequence[dt.date], settings: Settings, instance: dg.DagsterInstance,
+    quiet: bool = True, progress: ProgressCallback | None = None,
+) -> list[DayRun]:
+    """Materialize all four assets of ``underlying`` for ``dates``, in range runs of consecutive sessions.
+
+    Returns one :class:`DayRun` per date, oldest first. ``progress`` is called after every run.
+
+    Raises:
+        RunFailedError: a run failed (the store keeps the partitions' previous versions; earlier ranges stay done).
+    """
     started = time.perf_counter()
+    ordered = sorted(set(dates))
+    first = market_calendar.next_session_on_or_after(settings.first_date)
+    if ordered and ordered[0] < first:
+        raise RunFailedError(
+            f"{ordered[0]} is before the first date partition {first} (ZEROGEX_FIRST_DATE={settings.first_date}); "
+            f"set ZEROGEX_FIRST_DATE to {ordered[0]} or earlier to materialize it"
+        )
     resources = build_resources(settings)
     assets = build_underlying_assets(underlying, settings)
     bars, chain, surface, levels = assets
-    source = resources["market_data"].get_source()
-    expirations = day_expirations(source, underlying, date, settings.expirations)
-    instance.add_dynamic_partitions(expirations_partitions_name(underlying), [e.isoformat() for e in expirations])
-    out = DayRun(underlying.name, date, expirations)
-
     checks = build_asset_checks(underlying, settings, bars, chain, surface, levels)
+    source = resources["market_data"].get_source()
+    out = {d: DayRun(underlying.name, d, day_expirations(source, underlying, d, settings.expirations))
+           for d in ordered}
+    slots = settings.expirations
+    total = len(ordered) * (2 + 2 * slots)
+    done = 0
 
-    def run(selection: list[dg.AssetsDefinition], partition_key: str | dg.MultiPartitionKey) -> None:
+    def run(selection: list[dg.AssetsDefinition], keys: list[str], step: str) -> None:
+        nonlocal done
+        tags = {"zerogex/trigger": "cli", **process_tags()}  # lets a later start tell if this process died
+        partition_key: str | None = keys[0]
+        if len(keys) > 1:
+            tags |= {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
+            partition_key = None
         result = dg.materialize(  # the selected assets' blocking checks run in the same run
             [*assets, *checks],
             selection=[a.key for a in selection],
@@ -129,19 +184,31 @@ def materialize_day(
             resources=resources,
             raise_on_error=False,
             run_config=QUIET_RUN_CONFIG if quiet else None,
-            tags={"zerogex/trigger": "cli", **process_tags()},  # lets a later start tell if this process died
+            tags=tags,
         )
+        where = keys[0] if len(keys) == 1 else f"{keys[0]} .. {keys[-1]}"
         if not result.success:
             failure = next((e for e in result.all_events if e.is_step_failure), None)
             detail = _failed_checks(result) or _failure_message(failure)
             names = ", ".join(a.key.to_user_string() for a in selection)
-            raise RunFailedError(f"{names} [{partition_key}] failed: {detail} ({full_log_hint(result.run_id)})")
+            if progress is not None:
+                progress(Progress(done, total, 1, time.perf_counter() - started, f"{names} [{where}] failed"))
+            raise RunFailedError(f"{names} [{where}] failed: {detail} ({full_log_hint(result.run_id)})")
         for a in selection:
-            out.rows[a.key.path[-1]] = out.rows.get(a.key.path[-1], 0) + _rows(result, a.key)
+            for key, rows in _rows_by_partition(result, a.key).items():
+                day = out[dt.date.fromisoformat(key.split("|")[0])]
+                day.rows[a.key.path[-1]] = day.rows.get(a.key.path[-1], 0) + rows
+        done += len(keys) * len(selection)
+        if progress is not None:
+            progress(Progress(done, total, 0, time.perf_counter() - started, step))
 
-    run([bars], date.isoformat())
-    for expiration in expirations:
-        run([chain, surface], chain_partition_key(date, expiration))
-    run([levels], date.isoformat())
-    out.seconds = time.perf_counter() - started
-    return out
+    for days in consecutive_sessions(ordered, settings.backfill_days_per_run):
+        span = days[0].isoformat() if len(days) == 1 else f"{days[0]}..{days[-1]}"
+        day_started = time.perf_counter()
+        run([bars], [d.isoformat() for d in days], f"bars {span}")
+        for slot in range(1, slots + 1):
+            run([chain, surface], [str(chain_partition_key(d, slot)) for d in days], f"chain + surface {span} slot {slot}")
+        run([levels], [d.isoformat() for d in days], f"levels {span}")
+        for d in days:
+            out[d].seconds = (time.perf_counter() - day_started) / len(days)
+    return [out[d] for d in ordered]

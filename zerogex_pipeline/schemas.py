@@ -139,11 +139,15 @@ UNDERLYING_BARS = AssetSchema(
     primary_key=("session_date", "ts"),
 )
 
+_SLOT_COLUMN = ("expiration_slot", "bigint", "k of the expiration: the k-th nearest expiration listed on the session "
+                "date (1 = nearest, 0DTE included); the partition's second dimension.")
+
 OPTION_CHAIN_SNAPSHOTS = AssetSchema(
     name="option_chain_snapshots",
     columns=_cols(
         *_KEY_COLUMNS,
         ("expiration", "date", "Option expiration date."),
+        _SLOT_COLUMN,
         ("snapshot_ts", "timestamptz", "Snapshot instant (UTC)."),
         ("symbol", "text", "Option symbol in TradeStation form, e.g. 'SPY 250117C600'."),
         ("option_type", "text", "'C' for call, 'P' for put."),
@@ -170,9 +174,17 @@ OPTION_CHAIN_SNAPSHOTS = AssetSchema(
     primary_key=("session_date", "expiration", "snapshot_ts", "symbol"),
 )
 
+CHAIN_QUOTES = AssetSchema(
+    name="chain_quotes",
+    columns=tuple(c for c in OPTION_CHAIN_SNAPSHOTS.columns if c.name != "expiration_slot"),
+    primary_key=OPTION_CHAIN_SNAPSHOTS.primary_key,
+)
+"""Chain rows as a data source returns them: ``option_chain_snapshots`` without ``expiration_slot`` (a source knows
+the expiration it was asked for, not which slot of the day it fills). Not a stored table."""
+
 CAPTURED_QUOTES = AssetSchema(
     name="captured_quotes",
-    columns=tuple(c for c in OPTION_CHAIN_SNAPSHOTS.columns if c.name != "origin") + _cols(
+    columns=tuple(c for c in CHAIN_QUOTES.columns if c.name != "origin") + _cols(
         ("quote_ts", "timestamptz", "Instant the contract's newest stream update arrived (UTC, engine clock); "
          "the state is current as of the snapshot instant because its stream was live then."),
         ("stream", "text", "Stream that delivered the contract: 'chain' (option-chain stream, vendor IV and "
@@ -192,6 +204,7 @@ GEX_SURFACE = AssetSchema(
     columns=_cols(
         *_KEY_COLUMNS,
         ("expiration", "date", "Option expiration date."),
+        _SLOT_COLUMN,
         ("snapshot_ts", "timestamptz", "Snapshot instant (UTC)."),
         ("strike", "double", "Strike price, USD."),
         ("spot", "double", "Underlying price at the snapshot, USD."),

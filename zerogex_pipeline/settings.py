@@ -6,6 +6,7 @@ variable and what was expected, so a typo fails at definition load time rather t
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,15 @@ TRADESTATION_CREDENTIAL_VARS = (
 )
 
 DEFAULT_DATA_DIR = "data"
+
+DEFAULT_FIRST_DATE = dt.date(2025, 1, 2)
+"""First trading day of the date partitions unless ``ZEROGEX_FIRST_DATE`` says otherwise: the first session of
+2025, so a fresh instance shows about two years of trading days (not every session since 2018)."""
+EARLIEST_FIRST_DATE = dt.date(2018, 1, 2)
+"""``ZEROGEX_FIRST_DATE`` may not precede this (the NYSE calendar is loaded from here)."""
+DEFAULT_BACKFILL_DAYS_PER_RUN = 63
+"""Trading days one backfill run materializes (``ZEROGEX_BACKFILL_DAYS_PER_RUN``): a quarter, so a year is a
+handful of runs per asset while a failure costs at most a quarter of one expiration slot."""
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 """Values of ``LOG_LEVEL`` (the original ZeroGEX setting; default ``INFO``)."""
@@ -55,6 +65,10 @@ class Settings:
             token, so it is left out of ``repr`` and never logged whole (see :func:`redact_webhook_url`).
         log_level: level of the pipeline's own log lines on stderr (``LOG_LEVEL``: DEBUG, INFO, WARNING,
             ERROR or CRITICAL; default INFO). ``--debug`` on a command means DEBUG.
+        first_date: first trading day of the date partitions (``ZEROGEX_FIRST_DATE``, America/New_York date;
+            moved to the next NYSE session when it is not one).
+        backfill_days_per_run: at most this many trading days per backfill run of one asset (and expiration
+            slot), ``ZEROGEX_BACKFILL_DAYS_PER_RUN``: the assets' ``BackfillPolicy.multi_run`` size.
     """
 
     underlyings: tuple[Underlying, ...] = field(default_factory=lambda: (resolve_underlying("SPY"),))
@@ -69,6 +83,8 @@ class Settings:
     refresh_minutes: int = 5
     alert_webhook_url: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
+    first_date: dt.date = DEFAULT_FIRST_DATE
+    backfill_days_per_run: int = DEFAULT_BACKFILL_DAYS_PER_RUN
 
     @property
     def duckdb_path(self) -> Path:
@@ -151,6 +167,27 @@ def log_level_setting(env: Mapping[str, str]) -> str:
     return raw.upper()
 
 
+def first_date_setting(env: Mapping[str, str], today: dt.date | None = None) -> dt.date:
+    """``ZEROGEX_FIRST_DATE`` (``YYYY-MM-DD``), or :data:`DEFAULT_FIRST_DATE` when unset.
+
+    Raises:
+        SettingsError: not a date, before :data:`EARLIEST_FIRST_DATE`, or after ``today`` (UTC date by default).
+    """
+    raw = env.get("ZEROGEX_FIRST_DATE", "").strip()
+    if not raw:
+        return DEFAULT_FIRST_DATE
+    try:
+        value = dt.date.fromisoformat(raw)
+    except ValueError:
+        raise SettingsError(f"ZEROGEX_FIRST_DATE: expected a date YYYY-MM-DD, got {raw!r}") from None
+    today = today or dt.datetime.now(dt.UTC).date()
+    if not EARLIEST_FIRST_DATE <= value <= today:
+        raise SettingsError(
+            f"ZEROGEX_FIRST_DATE: expected a date from {EARLIEST_FIRST_DATE} to today ({today}), got {value}"
+        )
+    return value
+
+
 def read_environment(environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")) -> dict[str, str]:
     """The variables settings are read from: ``env_file`` (dotenv) overridden by ``environ`` (``os.environ``)."""
     return _read_environment(environ, env_file)
@@ -219,4 +256,6 @@ def load_settings(
         refresh_minutes=_int_setting(env, "ZEROGEX_REFRESH_MINUTES", 5, 1, 390),
         alert_webhook_url=_webhook_setting(env, "ZEROGEX_ALERT_WEBHOOK_URL"),
         log_level=log_level_setting(env),
+        first_date=first_date_setting(env),
+        backfill_days_per_run=_int_setting(env, "ZEROGEX_BACKFILL_DAYS_PER_RUN", DEFAULT_BACKFILL_DAYS_PER_RUN, 1, 400),
     )

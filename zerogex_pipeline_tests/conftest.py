@@ -12,6 +12,7 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from zerogex_pipeline.settings import Settings, load_settings
+from zerogex_pipeline_tests.history import TEST_FIRST_DATE_ENV
 
 # One throwaway PostgreSQL per session for every folder that needs one (storage, checks, alerts, ...).
 pytest_plugins = ["zerogex_pipeline_tests.postgres_fixtures"]
@@ -37,7 +38,7 @@ def pipeline_logger_restored() -> Iterator[None]:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Default settings (simulated source, embedded store) with the data dir in a temp folder."""
-    return load_settings({"ZEROGEX_DATA_DIR": str(tmp_path / "data")}, env_file=None)
+    return load_settings({**TEST_FIRST_DATE_ENV, "ZEROGEX_DATA_DIR": str(tmp_path / "data")}, env_file=None)
 
 
 @pytest.fixture

@@ -8,12 +8,13 @@ import pandas as pd
 import pytest
 
 from zerogex_pipeline.definitions import build_defs, build_underlying_assets
-from zerogex_pipeline.defs.partitions import chain_partition_key, expirations_partitions_name
+from zerogex_pipeline.defs.partitions import chain_partition_key
 from zerogex_pipeline.defs.resources import build_resources
 from zerogex_pipeline.runner import RunFailedError, materialize_day
 from zerogex_pipeline.schemas import GEX_LEVELS, GEX_SURFACE, OPTION_CHAIN_SNAPSHOTS
 from zerogex_pipeline.settings import Settings
 from zerogex_pipeline.underlyings import resolve_underlying
+from zerogex_pipeline_tests.history import TEST_FIRST_DATE_ENV
 
 SPY = resolve_underlying("SPY")
 DAY = dt.date(2024, 6, 14)
@@ -45,7 +46,7 @@ def test_definitions_load_and_validate(settings: Settings) -> None:
                        "spy/captured_quotes"}
     assert {s.name for s in defs.sensors} == {"spy_intraday_refresh", "spy_levels_alerts", "spy_capture_watch",
                                               "zerogex_orphaned_runs"}
-    assert {s.name for s in defs.schedules} == {"spy_pre_open_expirations", "spy_end_of_day", "spy_evening_backtest"}
+    assert {s.name for s in defs.schedules} == {"spy_end_of_day", "spy_evening_backtest"}
     levels = dg.AssetKey(["spy", "gex_levels"])
     assert graph.get(levels).parent_keys == {dg.AssetKey(["spy", "gex_surface"])}
     assert graph.get(dg.AssetKey(["spy", "gex_surface"])).parent_keys == {dg.AssetKey(["spy", "option_chain_snapshots"])}
@@ -66,27 +67,46 @@ def test_definitions_load_and_validate(settings: Settings) -> None:
 def test_multi_underlying_definitions(tmp_path) -> None:
     from zerogex_pipeline.settings import load_settings
 
-    s = load_settings({"ZEROGEX_UNDERLYINGS": "SPY,SPX,QQQ", "ZEROGEX_DATA_DIR": str(tmp_path)}, env_file=None)
+    s = load_settings({**TEST_FIRST_DATE_ENV, "ZEROGEX_UNDERLYINGS": "SPY,SPX,QQQ", "ZEROGEX_DATA_DIR": str(tmp_path)}, env_file=None)
     defs = build_defs(s)
     dg.Definitions.validate_loadable(defs)
     assert len(list(defs.resolve_all_asset_specs())) == 27
 
 
-def test_every_asset_materializes_for_a_multi_partition_key(settings: Settings, instance: dg.DagsterInstance) -> None:
-    instance.add_dynamic_partitions(expirations_partitions_name(SPY), [EXP.isoformat()])
+def test_levels_refuse_a_date_whose_surface_lacks_a_tracked_expiration(
+    settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    """A grid selection of one expiration slot and the levels (the UI's partition grid allows it): the levels run
+    fails naming the missing (date, slot, expiration) and how to fill it, and writes nothing; with every slot
+    stored, the levels aggregate all three."""
     assert materialize(settings, instance, ["underlying_bars"], DAY.isoformat()).success
-    result = materialize(settings, instance, ["option_chain_snapshots", "gex_surface"], chain_partition_key(DAY, EXP))
+    result = materialize(settings, instance, ["option_chain_snapshots", "gex_surface"], chain_partition_key(DAY, 2))
     assert result.success
-    assert materialize(settings, instance, ["gex_levels"], DAY.isoformat()).success
-
     chain = OPTION_CHAIN_SNAPSHOTS.conform(table(settings, "option_chain_snapshots"))
     assert chain["snapshot_ts"].nunique() == 79
-    assert set(chain["expiration"].dt.date) == {EXP}
+    assert set(chain["expiration"].dt.date) == {EXP} and set(chain["expiration_slot"]) == {2}  # 2nd nearest listed
+    refused = materialize(settings, instance, ["gex_levels"], DAY.isoformat())
+    assert not refused.success
+    (failure,) = refused.get_step_failure_events()
+    message = failure.step_failure_data.user_failure_data.description
+    assert "no levels were written" in message
+    assert "(2024-06-14, slot 1 = 2024-06-14: no surface stored)" in message
+    assert "(2024-06-14, slot 3 = 2024-06-18: no surface stored)" in message
+    assert "2024-06-14|1, 2024-06-14|3" in message and "zerogex backfill --start 2024-06-14 --end 2024-06-14" in message
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'gex_levels'"
+                            ).fetchone() == (0,)
+
+    for slot in (1, 3):
+        assert materialize(settings, instance, ["option_chain_snapshots", "gex_surface"],
+                           chain_partition_key(DAY, slot)).success
+    assert materialize(settings, instance, ["gex_levels"], DAY.isoformat()).success
     surface = GEX_SURFACE.conform(table(settings, "gex_surface"))
-    assert len(surface) == len(chain) // 2
+    assert len(surface) == len(OPTION_CHAIN_SNAPSHOTS.conform(table(settings, "option_chain_snapshots"))) // 2
     assert (surface["call_gex"] >= 0).all() and (surface["put_gex"] <= 0).all()
     levels = GEX_LEVELS.conform(table(settings, "gex_levels"))
-    assert len(levels) == 79
+    assert len(levels) == 79 and set(levels["expirations"]) == {3}
+    assert set(levels["expiration_list"]) == {'["2024-06-14", "2024-06-17", "2024-06-18"]'}
     assert (levels["call_wall"].dropna() >= levels.loc[levels["call_wall"].notna(), "spot"]).all()
     assert (levels["put_wall"].dropna() <= levels.loc[levels["put_wall"].notna(), "spot"]).all()
     mats = instance.get_latest_materialization_event(dg.AssetKey(["spy", "gex_levels"]))
@@ -118,24 +138,18 @@ def test_levels_load_exactly_their_dates_surfaces(settings: Settings, instance: 
     assert day_levels.iloc[-1]["net_gex"] == pytest.approx(last["net_gex"].sum(), rel=1e-12)
 
 
-@pytest.mark.parametrize(
-    ("expiration", "reason"),
-    [
-        (dt.date(2024, 6, 13), "had already expired"),
-        (dt.date(2024, 8, 30), "was not listed"),
-        (dt.date(2024, 6, 21), "is not among the 3 nearest listed on 2024-06-14"),  # listed, 5th nearest
-    ],
-)
-def test_expired_or_unlisted_partition_is_empty_with_a_reason(
-    settings: Settings, instance: dg.DagsterInstance, expiration: dt.date, reason: str
-) -> None:
-    instance.add_dynamic_partitions(expirations_partitions_name(SPY), [expiration.isoformat()])
+def test_a_slot_beyond_the_listed_expirations_is_empty_with_a_reason(tmp_path, instance: dg.DagsterInstance) -> None:
+    """The simulated market lists 51 SPY expirations on 2024-06-14: slot 52 of 52 has none."""
+    from zerogex_pipeline.settings import load_settings
+
+    settings = load_settings({**TEST_FIRST_DATE_ENV, "ZEROGEX_DATA_DIR": str(tmp_path), "ZEROGEX_EXPIRATIONS": "52",
+                              "ZEROGEX_SNAPSHOT_MINUTES": "60"}, env_file=None)
     assert materialize(settings, instance, ["underlying_bars"], DAY.isoformat()).success
-    result = materialize(settings, instance, ["option_chain_snapshots", "gex_surface"],
-                         chain_partition_key(DAY, expiration))
+    result = materialize(settings, instance, ["option_chain_snapshots", "gex_surface"], chain_partition_key(DAY, 52))
     assert result.success
     mat = instance.get_latest_materialization_event(dg.AssetKey(["spy", "option_chain_snapshots"]))
-    assert reason in mat.asset_materialization.metadata["empty_reason"].value
+    assert (mat.asset_materialization.metadata["empty_reason"].value
+            == "only 51 expiration(s) listed on 2024-06-14: no expiration in slot 52")
     assert mat.asset_materialization.metadata["dagster/row_count"].value == 0
 
 

@@ -12,10 +12,19 @@ def test_run_prints_a_levels_row_per_trading_day(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("ZEROGEX_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     monkeypatch.chdir(tmp_path)  # no .env from the developer's checkout
+    monkeypatch.setenv("ZEROGEX_FIRST_DATE", "2024-07-03")
+    assert main(["run", "--end", "2024-07-05", "--days", "3", "--quiet"]) == 1  # before the first date partition
+    assert ("zerogex run: 2024-07-02 is before the first date partition 2024-07-03 (ZEROGEX_FIRST_DATE=2024-07-03); "
+            "set ZEROGEX_FIRST_DATE to 2024-07-02 or earlier") in capsys.readouterr().err
+    monkeypatch.setenv("ZEROGEX_FIRST_DATE", "2024-01-02")
     # 2024-07-05 is the Friday after the 2024-07-03 early close and the 2024-07-04 holiday
-    assert main(["run", "--end", "2024-07-05", "--days", "3", "--row-counts", "--quiet"]) == 0
+    assert main(["run", "--end", "2024-07-05", "--days", "3", "--row-counts"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
+    # progress after each range run (the 3 days are one range): partitions done out of 3 x (2 + 2 x 3 slots)
+    progress = [line for line in lines if re.match(r"^\d\d:\d\d:\d\d \[", line)]
+    assert [re.search(r" (\d+)/24 partitions", p).group(1) for p in progress] == ["3", "9", "15", "21", "24"]
+    assert "24/24 partitions (100.0%), 0 failed, ETA 0s: SPY levels 2024-07-02..2024-07-05" in progress[-1]
     header = next(i for i, line in enumerate(lines) if line.startswith("date  ") and "zero gamma" in line)
     rows = [line.split() for line in lines[header + 2: header + 5]]
     assert [r[0] for r in rows] == ["2024-07-02", "2024-07-03", "2024-07-05"]

@@ -5,13 +5,25 @@ import pandas as pd
 import pytest
 
 from zerogex_pipeline import market_calendar
-from zerogex_pipeline.defs.partitions import chain_partition_key, chain_partitions, trading_day_partitions
-from zerogex_pipeline.underlyings import resolve_underlying
+from zerogex_pipeline.defs.partitions import (
+    chain_partition_key,
+    chain_partitions,
+    slot_keys,
+    split_chain_key,
+    trading_day_partitions,
+)
+from zerogex_pipeline.settings import (
+    DEFAULT_FIRST_DATE,
+    EARLIEST_FIRST_DATE,
+    Settings,
+    SettingsError,
+    load_settings,
+)
 
 
 @pytest.fixture(scope="module")
 def keys() -> set[str]:
-    return set(trading_day_partitions().get_partition_keys(current_time=dt.datetime(2025, 12, 31)))
+    return set(trading_day_partitions(EARLIEST_FIRST_DATE).get_partition_keys(current_time=dt.datetime(2025, 12, 31)))
 
 
 @pytest.mark.parametrize(
@@ -50,7 +62,7 @@ def test_dst_transitions_keep_9_30_new_york(day: str, utc_open: str) -> None:
     assert s.open.strftime("%H:%M") == utc_open
     assert s.open.tz_convert("America/New_York").strftime("%H:%M") == "09:30"
     assert s.minutes == 390
-    window = trading_day_partitions().time_window_for_partition_key(day)
+    window = trading_day_partitions(EARLIEST_FIRST_DATE).time_window_for_partition_key(day)
     assert window.start.isoformat().startswith(f"{day}T00:00:00")
     assert (pd.Timestamp(window.end) - pd.Timestamp(window.start)) == pd.Timedelta(hours=24)
 
@@ -68,13 +80,38 @@ def test_session_rejects_non_trading_days() -> None:
         market_calendar.session("2024-12-25")
 
 
-def test_multi_partition_key_reads_date_then_expiration() -> None:
-    spy = resolve_underlying("SPY")
-    key = chain_partition_key("2024-01-02", "2024-01-19")
-    assert str(key) == "2024-01-02|2024-01-19"
-    parts = chain_partitions(spy)
+def test_multi_partition_key_reads_date_then_expiration_slot() -> None:
+    key = chain_partition_key("2024-01-02", 2)
+    assert str(key) == "2024-01-02|2"
+    assert split_chain_key(key) == split_chain_key("2024-01-02|2") == (dt.date(2024, 1, 2), 2)
+    parts = chain_partitions(Settings(first_date=dt.date(2024, 1, 2), expirations=3))
     assert [d.name for d in parts.partitions_defs] == ["date", "expiration"]
-    assert parts.partitions_defs[1].partitions_def.name == "spy_expirations"  # type: ignore[union-attr]
+    assert isinstance(parts.partitions_defs[1].partitions_def, dg.StaticPartitionsDefinition)
+    assert parts.partitions_defs[1].partitions_def.get_partition_keys() == ["1", "2", "3"] == slot_keys(3)
+    with pytest.raises(ValueError, match=r"expiration slot: expected 1, 2, \.\.\."):
+        chain_partition_key("2024-01-02", "2024-01-19")  # an expiration date is no longer a partition key
+
+
+def test_every_date_and_slot_is_a_partition_and_nothing_else() -> None:
+    """The grid is dense: dates from the first date x ZEROGEX_EXPIRATIONS slots, no registered expirations."""
+    parts = chain_partitions(Settings(first_date=dt.date(2025, 1, 4), expirations=3))  # a Saturday
+    keys = parts.get_partition_keys(current_time=dt.datetime(2025, 1, 31, 12))
+    days = market_calendar.sessions_between(dt.date(2025, 1, 6), dt.date(2025, 1, 31))
+    assert keys[0] == "2025-01-06|1"  # the first session on or after the first date
+    assert keys == [f"{d}|{k}" for d in days for k in (1, 2, 3)]
+    assert len(keys) == 3 * 18  # 2025-01-09 (national day of mourning) and 01-20 closed
+
+
+def test_first_date_setting() -> None:
+    assert load_settings({}, env_file=None).first_date == DEFAULT_FIRST_DATE == dt.date(2025, 1, 2)
+    assert load_settings({"ZEROGEX_FIRST_DATE": "2024-06-14"}, env_file=None).first_date == dt.date(2024, 6, 14)
+    for bad, message in (("14/06/2024", "expected a date YYYY-MM-DD, got '14/06/2024'"),
+                         ("2017-12-29", "expected a date from 2018-01-02 to today")):
+        with pytest.raises(SettingsError, match=f"ZEROGEX_FIRST_DATE: {message}"):
+            load_settings({"ZEROGEX_FIRST_DATE": bad}, env_file=None)
+    days = trading_day_partitions(DEFAULT_FIRST_DATE).get_partition_keys(current_time=dt.datetime(2025, 12, 31))
+    assert days[0] == "2025-01-02"  # 2025's sessions, not every session since 2018
+    assert days == [d.isoformat() for d in market_calendar.sessions_between(dt.date(2025, 1, 2), dt.date(2025, 12, 31))]
 
 
 def test_last_completed_sessions_skips_holiday_and_open_session() -> None:
@@ -85,8 +122,3 @@ def test_last_completed_sessions_skips_holiday_and_open_session() -> None:
     ]
     later = pd.Timestamp("2024-11-29 13:01", tz="America/New_York")
     assert market_calendar.last_completed_sessions(1, later) == [dt.date(2024, 11, 29)]
-
-
-def test_dynamic_expirations_partition_set_is_named_per_underlying() -> None:
-    assert isinstance(chain_partitions(resolve_underlying("SPX")).partitions_defs[1].partitions_def,
-                      dg.DynamicPartitionsDefinition)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from zerogex_pipeline.market_calendar import session
-from zerogex_pipeline.schemas import OPTION_CHAIN_SNAPSHOTS, UNDERLYING_BARS
+from zerogex_pipeline.schemas import CHAIN_QUOTES, UNDERLYING_BARS
 from zerogex_pipeline.sources.base import MarketDataSource, spots_from_bars
 from zerogex_pipeline.sources.simulated import SimulatedMarket, listing, price_path
 from zerogex_pipeline.sources.simulated.quotes import SIM_RATE
@@ -114,7 +114,7 @@ def test_spx_monthly_lists_am_and_pm_series_with_5_dollar_strikes() -> None:
 def test_quotes_are_not_crossed_and_respect_put_call_parity(u) -> None:
     exps = SimulatedMarket().listed_expirations(u, DAY)
     for exp in (exps[0], exps[3], listing.monthly_expiration(2024, 9)):
-        chain = OPTION_CHAIN_SNAPSHOTS.conform(chain_for(u, DAY, exp, every=60))
+        chain = CHAIN_QUOTES.conform(chain_for(u, DAY, exp, every=60))
         assert (chain["bid"] >= 0).all() and (chain["bid"] < chain["ask"]).all()
         assert ((chain["mid"] >= chain["bid"]) & (chain["mid"] <= chain["ask"])).all()
         pm = chain[chain["settlement"] == "PM"]

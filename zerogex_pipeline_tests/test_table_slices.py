@@ -8,6 +8,7 @@ from dagster._core.storage.db_io_manager import TablePartitionDimension, TableSl
 
 from zerogex_pipeline.defs.partitions import trading_day_partitions
 from zerogex_pipeline.storage.table_slices import StorageError, display_query, where_clause
+from zerogex_pipeline_tests.history import TEST_FIRST_DATE
 
 
 def _slice(table: str, dims: list[TablePartitionDimension]) -> TableSlice:
@@ -16,7 +17,7 @@ def _slice(table: str, dims: list[TablePartitionDimension]) -> TableSlice:
 
 @pytest.mark.parametrize("day", ["2024-03-11", "2024-11-04", "2024-06-14"])  # around both DST changes
 def test_trading_day_window_becomes_that_new_york_date(day: str) -> None:
-    window = trading_day_partitions().time_window_for_partition_key(day)
+    window = trading_day_partitions(TEST_FIRST_DATE).time_window_for_partition_key(day)
     clause, params = where_clause(
         _slice("gex_levels", [TablePartitionDimension("session_date", window)]), "?"
     )
@@ -26,7 +27,7 @@ def test_trading_day_window_becomes_that_new_york_date(day: str) -> None:
 
 
 def test_multi_partition_binds_dates_for_the_expiration_keys() -> None:
-    window = trading_day_partitions().time_window_for_partition_key("2024-06-14")
+    window = trading_day_partitions(TEST_FIRST_DATE).time_window_for_partition_key("2024-06-14")
     table_slice = _slice(
         "option_chain_snapshots",
         [TablePartitionDimension("session_date", window),
@@ -61,7 +62,7 @@ def test_frames_with_rows_outside_the_partition_or_repeated_keys_are_refused() -
     from zerogex_pipeline.schemas import UNDERLYING_BARS
     from zerogex_pipeline.storage.table_slices import frame_for_slice
 
-    window = trading_day_partitions().time_window_for_partition_key("2024-06-14")
+    window = trading_day_partitions(TEST_FIRST_DATE).time_window_for_partition_key("2024-06-14")
     table_slice = _slice("underlying_bars", [TablePartitionDimension("session_date", window)])
     row = {"underlying": "SPY", "session_date": pd.Timestamp("2024-06-14"),
            "ts": pd.Timestamp("2024-06-14 13:31", tz="UTC"), "open": 1.0, "high": 1.0, "low": 1.0,

@@ -87,7 +87,7 @@ def test_an_older_embedded_store_gets_the_expirations_of_its_stored_surface(tmp_
 def test_migration_0006_gives_existing_levels_rows_their_surface_expirations(pg_url: str) -> None:
     with open_connection(pg_url) as conn:
         migrate(conn, "spy", [m for m in MIGRATIONS if m.version <= 5])
-        surface_cols = [c.name for c in GEX_SURFACE.columns]
+        surface_cols = [c.name for c in GEX_SURFACE.columns if c.name != "expiration_slot"]  # (0007 adds it)
         row = {c.name: {"text": "SPY", "date": dt.date(2025, 1, 15), "timestamptz": pd.Timestamp("2025-01-15 15:00", tz="UTC"),
                         "double": 1.0, "bigint": 2}[c.kind] for c in GEX_SURFACE.columns}
         for expiration in (dt.date(2025, 1, 17), dt.date(2025, 1, 15)):
@@ -100,7 +100,7 @@ def test_migration_0006_gives_existing_levels_rows_their_surface_expirations(pg_
             conn.execute(f"INSERT INTO spy.gex_levels ({', '.join(level_cols)}) VALUES ({', '.join(['%s'] * len(level_cols))})",
                          [values[c] for c in level_cols])
         conn.commit()
-        assert migrate(conn, "spy") == [6]
+        assert migrate(conn, "spy", [m for m in MIGRATIONS if m.version <= 6]) == [6]
         got = conn.execute("SELECT expiration_list FROM spy.gex_levels ORDER BY snapshot_ts").fetchall()
     assert got == [('["2025-01-15", "2025-01-17"]',), ("[]",)]
     with psycopg.connect(pg_url) as conn:  # NOT NULL, as declared (and as live_levels has it since 0005)

@@ -11,6 +11,7 @@ from zerogex_pipeline.definitions import build_defs
 from zerogex_pipeline.runner import materialize_day
 from zerogex_pipeline.settings import Settings, load_settings
 from zerogex_pipeline.underlyings import resolve_underlying
+from zerogex_pipeline_tests.history import TEST_FIRST_DATE_ENV
 
 SPY = resolve_underlying("SPY")
 DATA_URI = re.compile(r"^!\[[^\]]*\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)$")
@@ -51,7 +52,7 @@ def test_levels_and_surface_carry_charts_and_column_lineage(settings: Settings, 
     ],
 )
 def test_kinds_name_the_store_and_the_source(tmp_path, env: dict, storage: str, source: str) -> None:
-    settings = load_settings({"ZEROGEX_DATA_DIR": str(tmp_path), **env}, env_file=None)
+    settings = load_settings({**TEST_FIRST_DATE_ENV, "ZEROGEX_DATA_DIR": str(tmp_path), **env}, env_file=None)
     kinds = {spec.key.to_user_string(): spec.kinds for spec in build_defs(settings).resolve_all_asset_specs()}
     assert {"pandas", storage, source} <= kinds["spy/underlying_bars"]
     assert {"pandas", storage, source} <= kinds["spy/option_chain_snapshots"]

@@ -496,3 +496,94 @@ def _flips(levels: pd.DataFrame, out: _Collector) -> float | None:
         out.rows(f"{col} farther than {MAX_DISTANCE + GRID_STEP:.0%} of spot",
                  np.abs(value / spot - 1.0) > MAX_DISTANCE + GRID_STEP + 1e-12, levels, [*cols, col])
     return worst
+
+
+SlotGap = tuple[int, dt.date, str]
+"""``(slot, tracked expiration, what is wrong)`` of one expiration slot of a day."""
+
+
+def missing_tracked_expirations(surface: pd.DataFrame, tracked: Sequence[dt.date]) -> list[SlotGap]:
+    """The tracked expirations one day's ``gex_surface`` rows lack, at any snapshot (empty when complete).
+
+    ``tracked`` is the day's tracked expirations, nearest first: slot ``k`` (``expiration_slot``) must hold
+    ``tracked[k-1]`` and no other expiration, at every snapshot instant of the day's surface (the union over slots).
+    """
+    require_columns(surface, ["snapshot_ts", "expiration", "expiration_slot"], "gex_surface")
+    instants = set(surface["snapshot_ts"])
+    by_slot = {int(k): rows for k, rows in surface.groupby("expiration_slot", sort=False)} if len(surface) else {}
+    gaps: list[SlotGap] = []
+    for slot, expiration in enumerate(tracked, start=1):
+        rows = by_slot.get(slot)
+        if rows is None:
+            gaps.append((slot, expiration, "no surface stored"))
+            continue
+        held = sorted({pd.Timestamp(e).date() for e in rows["expiration"].unique()})
+        if held != [expiration]:
+            gaps.append((slot, expiration, f"surface stored for {', '.join(map(str, held))} instead"))
+            continue
+        lacking = len(instants - set(rows["snapshot_ts"]))
+        if lacking:
+            gaps.append((slot, expiration, f"{lacking} of {len(instants)} snapshots missing"))
+    return gaps
+
+
+def validate_levels_complete(
+    levels: pd.DataFrame, surface: pd.DataFrame, tracked: dict[dt.date, list[dt.date]], opened: set[dt.date],
+) -> ValidationResult:
+    """Every stored levels row aggregates exactly its day's tracked expirations, and the surface holds them all.
+
+    ``tracked`` maps each date checked to its tracked expirations (the ``ZEROGEX_EXPIRATIONS`` nearest listed,
+    nearest first); ``opened`` holds the dates whose session had opened. Rules, per date: the surface holds every
+    tracked expiration in its slot at every snapshot (:func:`missing_tracked_expirations`); every levels row lists
+    exactly the tracked expirations (``expiration_list``) and counts them (``expirations``); an opened session has
+    levels rows; a session not yet open has none.
+    """
+    require_columns(levels, ["session_date", "snapshot_ts", "expirations", "expiration_list"], "gex_levels")
+    require_columns(surface, ["session_date", "snapshot_ts", "expiration", "expiration_slot"], "gex_surface")
+    out = _Collector()
+    level_days = pd.to_datetime(levels["session_date"]).dt.date
+    surface_days = pd.to_datetime(surface["session_date"]).dt.date
+    incomplete: list[str] = []
+    for date, expirations in sorted(tracked.items()):
+        day_levels = levels[(level_days == date).to_numpy()]
+        day_surface = surface[(surface_days == date).to_numpy()]
+        if date not in opened:
+            out.rows("levels row of a session not yet open", np.ones(len(day_levels), dtype=bool), day_levels,
+                     ["session_date", "snapshot_ts"])
+            continue
+        gaps = missing_tracked_expirations(day_surface, expirations)
+        out.items("tracked expiration missing from the surface (date, slot = expiration: what)",
+                  [f"({date}, slot {k} = {e}: {what})" for k, e, what in gaps])
+        if day_levels.empty:
+            out.items("opened session without levels rows", [date.isoformat()])
+        want = json.dumps([e.isoformat() for e in expirations])
+        wrong = ((day_levels["expiration_list"].astype("string") != want) |
+                 (day_levels["expirations"] != len(expirations))).to_numpy()
+        out.rows(f"levels row not aggregating exactly the {len(expirations)} tracked expirations {want}", wrong,
+                 day_levels, ["session_date", "snapshot_ts", "expirations", "expiration_list"])
+        if gaps or day_levels.empty or wrong.any():
+            incomplete.append(date.isoformat())
+    numbers: dict[str, Number] = {
+        "dates_checked": len(tracked), "incomplete_dates": ", ".join(incomplete) or None,
+        "expirations_tracked": json.dumps({d.isoformat(): [e.isoformat() for e in t] for d, t in sorted(tracked.items())})
+        if len(tracked) <= 5 else None,
+        "rows_checked": len(levels),
+    }
+    return out.result("levels_complete", numbers)
+
+
+def combine(name: str, parts: Sequence[tuple[str, ValidationResult]]) -> ValidationResult:
+    """One result of several partitions' results: each problem's rule prefixed by its partition label.
+
+    Numbers: ``partitions_checked``, ``failed_partitions`` and every part's integer counts summed.
+    """
+    problems = tuple(Problem(f"{label}: {p.rule}", p.count, p.examples) for label, r in parts for p in r.problems)
+    numbers: dict[str, Number] = {"partitions_checked": len(parts),
+                                  "failed_partitions": ", ".join(label for label, r in parts if not r.passed) or None}
+    for _, r in parts:
+        for key, value in r.numbers.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                numbers[key] = int(numbers.get(key) or 0) + value  # type: ignore[arg-type]
+    if len(parts) == 1:
+        numbers = {**parts[0][1].numbers, **numbers}
+    return ValidationResult(name, problems, numbers)

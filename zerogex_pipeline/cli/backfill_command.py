@@ -1,9 +1,10 @@
 """``zerogex backfill``: submit an asset backfill of every core asset over a date range.
 
-The same backfill as the ``<u>_backfill_trading_days`` job in the UI: the nearest
-``ZEROGEX_EXPIRATIONS`` expirations of each trading day are registered, and the backfill daemon of the
-local instance (``make ui`` runs it) executes bars -> chain + surface -> levels in dependency order.
-With ``--wait`` the command polls the backfill until it ends and exits non-zero unless it completed.
+The same backfill as the ``<u>_backfill_trading_days`` job in the UI: every date of the range × every expiration
+slot (the ``ZEROGEX_EXPIRATIONS`` nearest expirations listed each day); the backfill daemon of the local instance
+(``make ui`` runs it) executes bars -> chain + surface -> levels in dependency order, in range runs. With ``--wait``
+the command prints progress (partitions done out of the total, failures, ETA) until the backfill ends, and exits
+non-zero unless it completed.
 """
 
 from __future__ import annotations
@@ -17,13 +18,9 @@ from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
 from dagster._core.execution.backfill import BulkActionStatus
 
 from zerogex_pipeline.cli.arguments import iso_date
+from zerogex_pipeline.cli.progress import ProgressPrinter, backfill_counts, backfill_link
 from zerogex_pipeline.definitions import build_underlying_assets
-from zerogex_pipeline.defs.automation.backfills import (
-    backfill_sessions,
-    submit_trading_day_backfill,
-    tracked_expirations,
-)
-from zerogex_pipeline.defs.resources import build_market_data
+from zerogex_pipeline.defs.automation.backfills import backfill_sessions, submit_trading_day_backfill
 from zerogex_pipeline.instance import get_instance
 from zerogex_pipeline.settings import load_settings
 from zerogex_pipeline.underlyings import resolve_underlying
@@ -57,33 +54,40 @@ def _no_daemon_message(reason: str, instance: dg.DagsterInstance) -> str:
 def _handle(args: argparse.Namespace) -> int:
     settings = load_settings()
     underlying = resolve_underlying(args.underlying) if args.underlying else settings.underlyings[0]
-    sessions = backfill_sessions(args.start, args.end)
+    sessions = backfill_sessions(args.start, args.end, first=settings.first_date)
     instance = get_instance(settings)
     down = backfill_daemon_down(instance)
     if down is not None and args.wait:  # nothing would ever run it: say so now, submit nothing
         raise RuntimeError(_no_daemon_message(down, instance))
-    plan = tracked_expirations(build_market_data(settings).get_source(), underlying, sessions, settings.expirations)
     graph = AssetGraph.from_assets(build_underlying_assets(underlying, settings))
     title = f"{underlying.name} {sessions[0]}..{sessions[-1]}"
-    backfill_id = submit_trading_day_backfill(instance, graph, underlying, plan, title=title)
-    chains = sum(len(e) for e in plan.values())
-    print(f"submitted backfill {backfill_id}: {title}, {len(sessions)} trading day(s), {chains} chain partitions")
+    backfill_id = submit_trading_day_backfill(instance, graph, underlying, sessions, settings.expirations, title=title)
+    print(f"submitted backfill {backfill_id}: {title}, {len(sessions)} trading day(s) x {settings.expirations} "
+          f"expiration slot(s); {backfill_link(backfill_id)}", flush=True)
     if not args.wait:
         if down is not None:
             print(f"note: {_no_daemon_message(down, instance)}", file=sys.stderr)
         print("the backfill daemon runs it (make ui); watch it under Overview > Backfills")
         return 0
-    started = time.monotonic()
+    printer = ProgressPrinter()
     while True:
         backfill = instance.get_backfill(backfill_id)
-        if backfill is not None and backfill.status in ENDED:
-            break
+        if backfill is not None:
+            counts = backfill_counts(instance, backfill)
+            printer.update(counts.done, counts.total, counts.failed,
+                           f"{counts.running} run(s) running, backfill {counts.status.lower()}")
+            if backfill.status in ENDED:
+                break
         down = backfill_daemon_down(instance)
         if down is not None:  # the daemon stopped while we waited: the backfill stays queued for the next one
             raise RuntimeError(f"backfill {backfill_id} is still {backfill.status.value if backfill else 'queued'}: "
                                + _no_daemon_message(down, instance))
         time.sleep(2.0)
-    print(f"backfill {backfill_id}: {backfill.status.value} after {time.monotonic() - started:.0f} s")
+    counts = backfill_counts(instance, backfill)
+    printer.update(counts.done, counts.total, counts.failed, "finished", force=True)
+    print(f"backfill {backfill_id}: {backfill.status.value} after {printer.elapsed():.0f} s"
+          + (f"; {counts.failed} partition(s) failed or blocked by a failure: {backfill_link(backfill_id)}"
+             if counts.failed else ""))
     return 0 if backfill.status in (BulkActionStatus.COMPLETED_SUCCESS, BulkActionStatus.COMPLETED) else 1
 
 

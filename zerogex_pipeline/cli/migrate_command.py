@@ -1,4 +1,6 @@
-"""``zerogex migrate``: apply the PostgreSQL store's migrations and TimescaleDB layout, as the owner.
+"""``zerogex migrate``: apply the PostgreSQL store's migrations and TimescaleDB layout, as the owner; then bring the
+local Dagster instance to the date × expiration-slot partitions (see
+:mod:`zerogex_pipeline.defs.automation.partition_migration`), on either store.
 
 Schema changes (tables, columns, hypertables, compression and retention policies) belong to the role that owns
 the tables. Run this once with the owner's ``ZEROGEX_DATABASE_URL`` after an upgrade; writers (SELECT, INSERT,
@@ -9,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from zerogex_pipeline.defs.automation.partition_migration import migrate_partitions
+from zerogex_pipeline.instance import get_instance
 from zerogex_pipeline.settings import load_settings
 from zerogex_pipeline.storage.postgres_io_manager import describe_error, open_connection
 from zerogex_pipeline.storage.postgres_migrations import (
@@ -17,18 +21,26 @@ from zerogex_pipeline.storage.postgres_migrations import (
     migrate,
     timescaledb_version,
 )
-from zerogex_pipeline.underlyings import resolve_underlying
+from zerogex_pipeline.underlyings import Underlying, resolve_underlying
 
 
 def _handle(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    underlyings = [resolve_underlying(args.underlying)] if args.underlying else list(settings.underlyings)
+    if settings.database_url is None:
+        print(f"embedded store {settings.duckdb_path}: its tables are brought up to date at the first write or read")
+    else:
+        _migrate_postgres(settings.database_url, underlyings)
+    instance = get_instance(settings)
+    for underlying in underlyings:
+        for line in migrate_partitions(instance, settings, underlying).lines():
+            print(line)
+    return 0
+
+
+def _migrate_postgres(url: str, underlyings: list[Underlying]) -> None:
     import psycopg
 
-    settings = load_settings()
-    if settings.database_url is None:
-        print(f"embedded store {settings.duckdb_path}: nothing to migrate (its tables are made at the first write)")
-        return 0
-    url = settings.database_url
-    underlyings = [resolve_underlying(args.underlying)] if args.underlying else list(settings.underlyings)
     conn = open_connection(url)
     try:
         timescale = timescaledb_version(conn)
@@ -45,12 +57,11 @@ def _handle(args: argparse.Namespace) -> int:
         raise describe_error(exc, url, "migrate") from None
     finally:
         conn.close()
-    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``migrate`` command."""
-    p = sub.add_parser("migrate", help="apply the PostgreSQL store's migrations and TimescaleDB layout (as the owner)")
+    p = sub.add_parser("migrate", help="apply the store's migrations (PostgreSQL: as the owner) and bring the Dagster instance's partitions up to date")
     p.add_argument("--underlying", help="only this underlying's schema (default: all of ZEROGEX_UNDERLYINGS)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(handler=_handle)

@@ -13,8 +13,9 @@ from zerogex_pipeline import market_calendar
 from zerogex_pipeline.cli.arguments import iso_date, trading_days
 from zerogex_pipeline.cli.formatting import render_table
 from zerogex_pipeline.cli.levels_command import levels_table
+from zerogex_pipeline.cli.progress import ProgressPrinter
 from zerogex_pipeline.instance import get_instance
-from zerogex_pipeline.runner import materialize_day
+from zerogex_pipeline.runner import Progress, materialize_days
 from zerogex_pipeline.settings import load_settings
 from zerogex_pipeline.storage.levels_reader import closing_levels
 from zerogex_pipeline.storage.table_slices import StorageError
@@ -36,12 +37,16 @@ def _handle(args: argparse.Namespace) -> int:
     instance = get_instance(settings)
     started = time.perf_counter()
     for underlying in underlyings:
-        runs = []
-        for date in dates:
-            day = materialize_day(underlying, date, settings, instance, quiet=not args.debug)
-            runs.append(day)
-            if not args.quiet:
-                print(f"materialized {underlying.name} {date} in {day.seconds:.1f}s: "
+        printer = None if args.quiet else ProgressPrinter()
+
+        def report(p: Progress, printer: ProgressPrinter | None = printer, name: str = underlying.name) -> None:
+            if printer is not None:
+                printer.update(p.done, p.total, p.failed, f"{name} {p.step}", force=True)
+
+        runs = materialize_days(underlying, dates, settings, instance, quiet=not args.debug, progress=report)
+        if not args.quiet:
+            for day in runs:
+                print(f"materialized {underlying.name} {day.date} in {day.seconds:.1f}s: "
                       + ", ".join(f"{k}={v}" for k, v in day.rows.items()), flush=True)
         print()
         try:

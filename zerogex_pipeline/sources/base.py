@@ -1,6 +1,6 @@
 """The data-source interface every market-data adapter implements.
 
-Frames returned follow ``zerogex_pipeline.schemas`` (``UNDERLYING_BARS`` and ``OPTION_CHAIN_SNAPSHOTS``).
+Frames returned follow ``zerogex_pipeline.schemas`` (``UNDERLYING_BARS`` and ``CHAIN_QUOTES``: the stored chain without its ``expiration_slot``).
 """
 
 from __future__ import annotations

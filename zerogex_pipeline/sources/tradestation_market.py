@@ -33,7 +33,7 @@ import pandas as pd
 
 from zerogex_pipeline import market_calendar
 from zerogex_pipeline.market_calendar import TradingSession
-from zerogex_pipeline.schemas import OPTION_CHAIN_SNAPSHOTS, UNDERLYING_BARS
+from zerogex_pipeline.schemas import CHAIN_QUOTES, UNDERLYING_BARS
 from zerogex_pipeline.tradestation.client import TradeStationClient
 from zerogex_pipeline.tradestation.errors import ApiError
 from zerogex_pipeline.tradestation.symbols import format_option_symbol
@@ -123,7 +123,7 @@ class TradeStationMarket:
     ) -> pd.DataFrame:
         """Chain rows per snapshot in ``spots`` (see the module docstring for how each field is obtained)."""
         if spots.empty or expiration < session.date:
-            return OPTION_CHAIN_SNAPSHOTS.empty_frame()
+            return CHAIN_QUOTES.empty_frame()
         if not 0 < strike_distance_pct <= 100:
             raise ValueError(f"strike_distance_pct: expected (0, 100], got {strike_distance_pct}")
         band = strike_distance_pct / 100.0
@@ -153,7 +153,7 @@ class TradeStationMarket:
         if not parts:
             log.warning("%s %s exp %s: no option bars for %d candidate contracts", underlying.name, session.date,
                         expiration, len(contracts))
-            return OPTION_CHAIN_SNAPSHOTS.empty_frame()
+            return CHAIN_QUOTES.empty_frame()
         rows = pd.concat(parts, ignore_index=True).merge(spots, on="snapshot_ts", how="inner")
         rows = rows[np.abs(rows["strike"] / rows["spot"] - 1.0) <= band + 1e-12].reset_index(drop=True)
         rows["underlying"] = underlying.name
@@ -162,7 +162,7 @@ class TradeStationMarket:
         rows["source"] = self.name
         rows["origin"] = "historical"
         rows = rows.sort_values(["snapshot_ts", "strike", "symbol"], kind="stable")
-        return OPTION_CHAIN_SNAPSHOTS.conform(rows)
+        return CHAIN_QUOTES.conform(rows)
 
     @staticmethod
     def _snapshot_minutes(times: pd.DatetimeIndex) -> int:

@@ -26,6 +26,7 @@ Where:
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -42,6 +43,8 @@ from zerogex_pipeline.schemas import CAPTURED_BARS, CAPTURED_QUOTES, LIVE_LEVELS
 from zerogex_pipeline.settings import Settings
 from zerogex_pipeline.storage.table_slices import StorageError, is_conformed, quote_ident
 from zerogex_pipeline.underlyings import Underlying
+
+log = logging.getLogger(__name__)
 
 CAPTURE_FILE = "live.sqlite"
 DEFAULT_WAIT_S = 30.0
@@ -74,11 +77,15 @@ class CaptureStore:
     Args:
         settings: picks PostgreSQL (``database_url``) or the embedded file under ``data_dir``.
         wait_s: embedded store: seconds a writer waits for another writer's transaction to end.
+        read_retry_s: PostgreSQL: seconds a read keeps retrying a lost or refused connection (a server restart);
+            0 (the default, for the screens and commands) fails at once. The pipeline's assets pass
+            ``RETRY_SECONDS``, as their IO manager does.
     """
 
-    def __init__(self, settings: Settings, wait_s: float = DEFAULT_WAIT_S) -> None:
+    def __init__(self, settings: Settings, wait_s: float = DEFAULT_WAIT_S, read_retry_s: float = 0.0) -> None:
         self.settings = settings
         self.wait_s = wait_s
+        self.read_retry_s = read_retry_s
         self._pg: psycopg.Connection | None = None
         self._sqlite: sqlite3.Connection | None = None
         self._ready: set[str] = set()
@@ -203,10 +210,19 @@ class CaptureStore:
     def _rows(self, underlying: Underlying, schema: AssetSchema, sql: str, params: Sequence[Any]
               ) -> list[tuple[Any, ...]]:
         if self.kind == "postgres":
+            from zerogex_pipeline.storage.postgres_io_manager import retrying
+
             statement = sql.format(table=_pg_table(underlying.key, schema))
-            with self._write_transaction({underlying.key}) as conn, conn.cursor() as cur:
-                cur.execute(statement.encode(), [_pg_value(p) for p in params])
-                return list(cur.fetchall())
+
+            def read() -> list[tuple[Any, ...]]:
+                with self._write_transaction({underlying.key}) as conn, conn.cursor() as cur:
+                    cur.execute(statement.encode(), [_pg_value(p) for p in params])
+                    return list(cur.fetchall())
+
+            if self.read_retry_s <= 0:
+                return read()
+            # a read is safe to repeat: ride through a server restart like the IO manager's reads
+            return retrying(read, f"capture store ({underlying.key}) read", self.read_retry_s, log.warning)
         if not self.path.exists():
             return []
         statement = sql.format(table=_sqlite_table(underlying.key, schema)).replace("%s", "?")

@@ -75,6 +75,22 @@ EXISTING_ROW_UPDATES: dict[tuple[str, str], tuple[str, str]] = {
 }
 """Computed values of a column added since a table was made, for its existing rows: (source table, UPDATE)."""
 
+_SLOT_RANKS = (
+    "SELECT session_date, expiration, dense_rank() OVER (PARTITION BY session_date ORDER BY expiration) AS slot "
+    "FROM (SELECT DISTINCT session_date, expiration FROM {table} UNION SELECT DISTINCT session_date, expiration "
+    "FROM {source})"
+)
+EXISTING_SLOT_UPDATES: dict[str, str] = {
+    table: f"UPDATE {{table}} AS t SET expiration_slot = r.slot FROM ({_SLOT_RANKS}) AS r "
+           "WHERE t.session_date = r.session_date AND t.expiration = r.expiration"
+    for table in ("option_chain_snapshots", "gex_surface")
+}
+"""``expiration_slot`` of the chain and surface rows stored before the expiration-slot partitions (mirrors the
+PostgreSQL migration m0007): the rank of the row's expiration among the expirations stored for its date in either
+table (1 = nearest). Those were the tracked nearest expirations, so the rank is the slot unless a nearer one was never
+stored; the levels check and ``gex_levels`` itself compare every slot with the day's listing and name any mismatch."""
+SLOT_PEER = {"option_chain_snapshots": "gex_surface", "gex_surface": "option_chain_snapshots"}
+
 
 def primary_key(conn: duckdb.DuckDBPyConnection, schema_name: str, table: str) -> tuple[str, ...]:
     """The primary-key columns of ``schema_name.table`` as stored (empty when it has none)."""
@@ -142,6 +158,13 @@ def ensure_table(conn: duckdb.DuckDBPyConnection, table_slice: TableSlice) -> As
             ):
                 source = f"{quote_ident(table_slice.schema)}.{quote_ident(update[0])}"
                 run_sql(conn, update[1].format(table=qualified, source=source))
+            slot_update = EXISTING_SLOT_UPDATES.get(table_slice.table) if col.name == "expiration_slot" else None
+            if slot_update is not None:
+                peer = SLOT_PEER[table_slice.table]
+                has_peer = run_sql(conn, "SELECT 1 FROM information_schema.columns WHERE table_schema = ? AND "
+                                         "table_name = ? AND column_name = 'expiration'", [table_slice.schema, peer])
+                source = f"{quote_ident(table_slice.schema)}.{quote_ident(peer)}" if has_peer else qualified
+                run_sql(conn, slot_update.format(table=qualified, source=source))
     if primary_key(conn, table_slice.schema, table_slice.table) != tuple(schema.primary_key):
         rebuild_with_declared_key(conn, table_slice, schema)
     return schema

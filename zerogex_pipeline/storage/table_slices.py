@@ -70,6 +70,11 @@ def _bound_value(kind: str, value: Any) -> Any:
             return dt.date.fromisoformat(value)
         if isinstance(value, dt.datetime):
             return value.date()
+    if kind == "bigint" and isinstance(value, str):  # a static partition key of an integer column (expiration slot)
+        try:
+            return int(value)
+        except ValueError:
+            raise StorageError(f"partition key {value!r}: expected a whole number for an integer column") from None
     return value
 
 
@@ -183,9 +188,11 @@ def rows_outside_slice(table_slice: TableSlice, frame: pd.DataFrame) -> int:
     _, params = where_clause(table_slice, "%s")
     inside = np.ones(len(frame), dtype=bool)
     i = 0
+    schema = slice_schema(table_slice)
     for dim in dims:
         col = frame[dim.partition_expr]
-        is_date = not isinstance(col.dtype, pd.DatetimeTZDtype)
+        kind = _column_kind(schema, dim.partition_expr)
+        is_date = kind == "date"
         if isinstance(dim.partitions, TimeWindow):
             start, end = pd.Timestamp(params[i]), pd.Timestamp(params[i + 1])
             i += 2
@@ -196,7 +203,7 @@ def rows_outside_slice(table_slice: TableSlice, frame: pd.DataFrame) -> int:
             keys = list(dim.partitions)
             values = params[i : i + len(keys)]
             i += len(keys)
-            wanted = pd.to_datetime(pd.Series(values)) if is_date else pd.Series(values)
+            wanted = pd.to_datetime(pd.Series(values)) if is_date else pd.Series(values, dtype=col.dtype)
             inside &= col.isin(wanted).to_numpy()
     return int((~inside).sum())
 

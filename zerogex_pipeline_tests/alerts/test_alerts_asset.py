@@ -7,35 +7,46 @@ import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from zerogex_pipeline import market_calendar
 from zerogex_pipeline.analytics.alerts import detect_events
 from zerogex_pipeline.definitions import build_underlying_assets
 from zerogex_pipeline.defs.alerts import build_alert_assets
 from zerogex_pipeline.defs.resources import build_resources, storage_kind
-from zerogex_pipeline.runner import materialize_day
+from zerogex_pipeline.runner import materialize_day, materialize_days
 from zerogex_pipeline.schemas import GEX_ALERTS, GEX_LEVELS
 from zerogex_pipeline.settings import Settings, load_settings
 from zerogex_pipeline.underlyings import resolve_underlying
 from zerogex_pipeline_tests.clock import Clock, at
+from zerogex_pipeline_tests.history import TEST_FIRST_DATE_ENV
 
 SPY = resolve_underlying("SPY")
 DAY = dt.date(2024, 6, 13)  # simulated: net GEX turns positive, spot crosses zero gamma and call walls
+NEXT_DAY = dt.date(2024, 6, 14)
 SECRET = "s3cr3t-token"
 
 
 def make_settings(tmp_path: Path, webhook_url: str | None) -> Settings:
-    env = {"ZEROGEX_DATA_DIR": str(tmp_path / "data"), "ZEROGEX_EXPIRATIONS": "1", "ZEROGEX_SNAPSHOT_MINUTES": "30"}
+    env = {**TEST_FIRST_DATE_ENV, "ZEROGEX_DATA_DIR": str(tmp_path / "data"), "ZEROGEX_EXPIRATIONS": "1",
+           "ZEROGEX_SNAPSHOT_MINUTES": "30"}
     if webhook_url:
         env["ZEROGEX_ALERT_WEBHOOK_URL"] = webhook_url
     return load_settings(env, env_file=None)
 
 
-def run_alerts(settings: Settings, instance: dg.DagsterInstance, day: dt.date) -> dg.ExecuteInProcessResult:
+def run_alerts(
+    settings: Settings, instance: dg.DagsterInstance, day: dt.date, last: dt.date | None = None
+) -> dg.ExecuteInProcessResult:
+    """The alerts of ``day``, or of the range ``day``..``last`` in one run (as the levels alerts sensor asks)."""
     assets = build_underlying_assets(SPY, settings)
     [alerts] = build_alert_assets(SPY, settings, storage_kind(settings), assets[-1])
-    return dg.materialize([*assets, alerts], selection=[alerts.key], partition_key=day.isoformat(),
-                          instance=instance, resources=build_resources(settings))
+    if last is None:
+        return dg.materialize([*assets, alerts], selection=[alerts.key], partition_key=day.isoformat(),
+                              instance=instance, resources=build_resources(settings))
+    tags = {ASSET_PARTITION_RANGE_START_TAG: day.isoformat(), ASSET_PARTITION_RANGE_END_TAG: last.isoformat()}
+    return dg.materialize([*assets, alerts], selection=[alerts.key], tags=tags, instance=instance,
+                          resources=build_resources(settings))
 
 
 def stored(settings: Settings, table: str) -> pd.DataFrame:
@@ -90,17 +101,38 @@ def test_todays_events_are_announced_once_across_rematerializations_and_refreshe
     assert {"kind", "direction", "spot", "level", "snapshot_ts"} <= set(payload)
 
 
-def test_a_past_session_is_stored_but_never_announced(tmp_path, instance, webhook, clock) -> None:
+def test_past_sessions_in_one_range_run_are_stored_per_day_and_never_announced(
+    tmp_path, instance, webhook, clock
+) -> None:
     settings = make_settings(tmp_path, webhook.url)
     clock.now = at("2024-06-20 12:00")
-    materialize_day(SPY, DAY, settings, instance)
-    result = run_alerts(settings, instance, DAY)
+    days = [DAY, NEXT_DAY]
+    materialize_days(SPY, days, settings, instance)
+    charts = {}  # the range run draws the charts of its newest day only (a backfill's other days go without)
+    for day in days:
+        [event] = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(["spy", "gex_levels"]), asset_partitions=[day.isoformat()]),
+            limit=1).records
+        charts[day] = {"gamma_profile", "gex_by_strike", "intraday_levels"} & set(
+            event.asset_materialization.metadata)  # type: ignore[union-attr]
+    assert charts == {DAY: set(), NEXT_DAY: {"gamma_profile", "gex_by_strike", "intraday_levels"}}
+    result = run_alerts(settings, instance, DAY, NEXT_DAY)  # one run over both days, as the sensor coalesces them
+    assert result.success
     alerts = GEX_ALERTS.conform(stored(settings, "gex_alerts"))
-    assert len(alerts) > 0 and alerts["announced_at"].isna().all()
+    levels = GEX_LEVELS.conform(stored(settings, "gex_levels"))
+    for day in days:
+        of_day = alerts[alerts["session_date"].dt.date == day]
+        expected = detect_events(levels[levels["session_date"].dt.date == day])
+        assert len(of_day) > 0 and list(of_day["event_id"]) == list(expected["event_id"])
+    assert alerts["announced_at"].isna().all()
     assert webhook.posts == []
-    meta = result.asset_materializations_for_node("spy__gex_alerts")[0].metadata
-    assert "past session" in meta["announcement_policy"].value
-    assert meta["announced_this_run"].value == 0
+    by_day = {str(m.partition): m.metadata for m in result.asset_materializations_for_node("spy__gex_alerts")}
+    assert set(by_day) == {d.isoformat() for d in days}
+    for day in days:
+        meta = by_day[day.isoformat()]
+        assert meta["rows"].value == int((alerts["session_date"].dt.date == day).sum())
+        assert "past session" in meta["announcement_policy"].value
+        assert meta["announced_this_run"].value == 0
 
 
 def test_webhook_failures_are_logged_without_the_token_and_do_not_fail_the_run(

@@ -1,4 +1,4 @@
-"""The levels alerts sensor: one gex_alerts run per levels materialization, none twice."""
+"""The levels alerts sensor: gex_alerts runs per range of consecutive materialized days, none twice."""
 
 import dagster as dg
 import pytest
@@ -8,6 +8,7 @@ from zerogex_pipeline.defs.alerts import build_alert_assets, build_levels_alert_
 from zerogex_pipeline.defs.alerts.sensors import LEVELS_STORAGE_ID_TAG
 from zerogex_pipeline.defs.resources import build_resources
 from zerogex_pipeline.underlyings import resolve_underlying
+from zerogex_pipeline_tests.history import TEST_FIRST_DATE_ENV
 
 SPY = resolve_underlying("SPY")
 
@@ -29,16 +30,18 @@ def rig(settings, instance):
     return sensor, tick, materialized, alerts
 
 
-def test_one_run_per_levels_materialization_and_none_twice(rig) -> None:
+def test_one_run_per_range_of_materialized_days_and_none_twice(rig) -> None:
     sensor, tick, materialized, alerts = rig
     assert sensor.name == "spy_levels_alerts"
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     empty = tick(None)
     assert not empty.run_requests and "no new spy/gex_levels materialization" in empty.skip_reason.skip_message
 
-    materialized("2024-06-13", "2024-06-14")
+    materialized("2024-06-13", "2024-06-14", "2024-06-18")  # 06-17 not materialized: two ranges
     first = tick(None)
-    assert [str(r.partition_key) for r in first.run_requests] == ["2024-06-13", "2024-06-14"]
+    ranges = [(r.partition_key, r.tags.get("dagster/asset_partition_range_start"),
+               r.tags.get("dagster/asset_partition_range_end")) for r in first.run_requests]
+    assert ranges == [(None, "2024-06-13", "2024-06-14"), ("2024-06-18", None, None)]
     assert all(r.asset_selection == [alerts.key] for r in first.run_requests)
     keys = [r.run_key for r in first.run_requests]
     assert len(set(keys)) == 2 and all(k.startswith("spy-alerts-levels-") for k in keys)
@@ -84,7 +87,7 @@ def test_alerts_sensor_and_backtest_wire_into_definitions_for_every_underlying(t
     from zerogex_pipeline.defs.capture import build_capture_specs
     from zerogex_pipeline.settings import load_settings
 
-    settings = load_settings({"ZEROGEX_UNDERLYINGS": "SPY,SPX,QQQ", "ZEROGEX_DATA_DIR": str(tmp_path)}, env_file=None)
+    settings = load_settings({**TEST_FIRST_DATE_ENV, "ZEROGEX_UNDERLYINGS": "SPY,SPX,QQQ", "ZEROGEX_DATA_DIR": str(tmp_path)}, env_file=None)
     assets, sensors = [], []
     for u in settings.underlyings:
         core = build_underlying_assets(u, settings)

@@ -94,16 +94,12 @@ def test_a_refresh_cycle_from_a_capture(rig, settings: Settings) -> None:
     first = tick(None)
     assert [r.run_key for r in first.run_requests] == ["spy-2024-06-14T10:00-bars"]  # the capture has gaps
     assert first.run_requests[0].tags["dagster/priority"] == "10"  # ahead of queued backfill runs
-    added = first.dynamic_partitions_requests[0]
-    assert added.partitions_def_name == "spy_expirations"
-    assert list(added.partition_keys) == ["2024-06-14", "2024-06-17", "2024-06-18"]
-    instance.add_dynamic_partitions("spy_expirations", list(added.partition_keys))
+    assert not first.dynamic_partitions_requests  # the expiration slots are static partitions: nothing to register
     assert "waiting for the bars refresh" in tick(first.cursor).skip_reason.skip_message
     execute(first.run_requests[0])
 
     chain = tick(first.cursor)
-    assert [str(r.partition_key) for r in chain.run_requests] == [
-        "2024-06-14|2024-06-14", "2024-06-14|2024-06-17", "2024-06-14|2024-06-18"]
+    assert [str(r.partition_key) for r in chain.run_requests] == ["2024-06-14|1", "2024-06-14|2", "2024-06-14|3"]
     assert {k.path[-1] for k in chain.run_requests[0].asset_selection} == {"option_chain_snapshots", "gex_surface"}
     execute(chain.run_requests[0])
     assert "waiting for chain refreshes" in tick(chain.cursor).skip_reason.skip_message
@@ -152,7 +148,6 @@ def test_a_refresh_cycle_from_a_capture(rig, settings: Settings) -> None:
     clock.now = at("2024-06-14 10:05:20")
     nxt = tick(done.cursor)
     assert [r.run_key for r in nxt.run_requests] == ["spy-2024-06-14T10:05-bars"]
-    assert not nxt.dynamic_partitions_requests  # expirations already registered
 
 
 def test_a_complete_capture_skips_the_bars_step(rig, settings: Settings) -> None:
@@ -163,8 +158,7 @@ def test_a_complete_capture_skips_the_bars_step(rig, settings: Settings) -> None
     clock.now = newest + pd.Timedelta(seconds=20)
     first = tick(None)
     label = f"{newest.tz_convert('America/New_York'):%Y-%m-%dT%H:%M}"
-    assert [r.run_key for r in first.run_requests] == [
-        f"spy-{label}-chain-{e}" for e in ("2024-06-14", "2024-06-17", "2024-06-18")]
+    assert [r.run_key for r in first.run_requests] == [f"spy-{label}-chain-{k}" for k in (1, 2, 3)]
     assert json.loads(first.cursor)["stage"] == "chain"
 
 

@@ -17,6 +17,7 @@ from zerogex_pipeline.runner import materialize_day
 from zerogex_pipeline.schemas import GEX_REGIME_BACKTEST
 from zerogex_pipeline.settings import Settings, load_settings
 from zerogex_pipeline.underlyings import resolve_underlying
+from zerogex_pipeline_tests.history import TEST_FIRST_DATE_ENV
 
 SPY = resolve_underlying("SPY")
 DAYS = [dt.date(2024, 6, 11), dt.date(2024, 6, 12), dt.date(2024, 6, 13)]
@@ -38,7 +39,7 @@ def query(settings: Settings, sql: str) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    settings = load_settings({"ZEROGEX_DATA_DIR": str(tmp_path_factory.mktemp("bt") / "data"),
+    settings = load_settings({**TEST_FIRST_DATE_ENV, "ZEROGEX_DATA_DIR": str(tmp_path_factory.mktemp("bt") / "data"),
                               "ZEROGEX_EXPIRATIONS": "1", "ZEROGEX_SNAPSHOT_MINUTES": "30"}, env_file=None)
     with dg.instance_for_test() as instance:
         for day in DAYS:

@@ -17,6 +17,7 @@ from zerogex_pipeline.settings import load_settings
 from zerogex_pipeline.storage.postgres_io_manager import open_connection, read_frame
 from zerogex_pipeline.storage.postgres_migrations import schema_drift
 from zerogex_pipeline.underlyings import resolve_underlying
+from zerogex_pipeline_tests.history import TEST_FIRST_DATE_ENV
 
 pytestmark = pytest.mark.postgres
 
@@ -26,7 +27,7 @@ DAYS = [dt.date(2024, 6, 12), dt.date(2024, 6, 13)]
 
 def test_alerts_and_backtest_on_postgres(pg_url, tmp_path, instance, monkeypatch) -> None:
     monkeypatch.setattr(market_calendar, "utc_now", lambda: pd.Timestamp("2024-06-13 16:30", tz="America/New_York"))
-    settings = load_settings({"ZEROGEX_DATABASE_URL": pg_url, "ZEROGEX_DATA_DIR": str(tmp_path),
+    settings = load_settings({**TEST_FIRST_DATE_ENV, "ZEROGEX_DATABASE_URL": pg_url, "ZEROGEX_DATA_DIR": str(tmp_path),
                               "ZEROGEX_EXPIRATIONS": "1", "ZEROGEX_SNAPSHOT_MINUTES": "30"}, env_file=None)
     for day in DAYS:
         materialize_day(SPY, day, settings, instance)

@@ -5,6 +5,7 @@ call replaced by corrupting wrappers), never into the checks themselves.
 """
 
 import datetime as dt
+import json
 from collections.abc import Callable
 
 import dagster as dg
@@ -16,22 +17,23 @@ from zerogex_pipeline import market_calendar
 from zerogex_pipeline.definitions import build_underlying_assets
 from zerogex_pipeline.defs.checks.asset_checks import build_asset_checks
 from zerogex_pipeline.defs.gex import assets as gex_assets
-from zerogex_pipeline.defs.partitions import chain_partition_key, expirations_partitions_name
+from zerogex_pipeline.defs.partitions import chain_partition_key
 from zerogex_pipeline.defs.resources import MarketDataResource, build_resources
 from zerogex_pipeline.settings import Settings, load_settings
 from zerogex_pipeline.sources.simulated import SimulatedMarket
 from zerogex_pipeline.underlyings import resolve_underlying
+from zerogex_pipeline_tests.history import TEST_FIRST_DATE_ENV
 
 SPY = resolve_underlying("SPY")
 DAY = dt.date(2024, 6, 14)
 EXP = dt.date(2024, 6, 17)
-NAMES = ("bars_continuity_and_coverage", "chain_sanity", "gex_reconciliation", "levels_plausibility")
+NAMES = ("bars_continuity_and_coverage", "chain_sanity", "gex_reconciliation", "levels_plausibility", "levels_complete")
 
 
 @pytest.fixture
 def fast_settings(tmp_path) -> Settings:
     """30-minute snapshots (14 a day): the same code paths as the default 5 minutes, a sixth of the rows."""
-    return load_settings({"ZEROGEX_DATA_DIR": str(tmp_path / "data"), "ZEROGEX_SNAPSHOT_MINUTES": "30",
+    return load_settings({**TEST_FIRST_DATE_ENV, "ZEROGEX_DATA_DIR": str(tmp_path / "data"), "ZEROGEX_SNAPSHOT_MINUTES": "30",
                           "ZEROGEX_EXPIRATIONS": "2"}, env_file=None)
 
 
@@ -50,13 +52,20 @@ class Pipeline:
             instance=self.instance, resources=build_resources(self.settings), raise_on_error=False,
         )
 
-    def day(self, day: dt.date, expirations: list[dt.date]) -> list[dg.ExecuteInProcessResult]:
-        self.instance.add_dynamic_partitions(expirations_partitions_name(SPY), [e.isoformat() for e in expirations])
+    def day(self, day: dt.date) -> list[dg.ExecuteInProcessResult]:
         results = [self.run(["underlying_bars"], day.isoformat())]
-        results += [self.run(["option_chain_snapshots", "gex_surface"], chain_partition_key(day, e))
-                    for e in expirations]
+        results += [self.run(["option_chain_snapshots", "gex_surface"], chain_partition_key(day, slot))
+                    for slot in range(1, self.settings.expirations + 1)]
         results.append(self.run(["gex_levels"], day.isoformat()))
         return results
+
+    def check_only(self, name: str, key: str) -> dg.ExecuteInProcessResult:
+        """Evaluate one check of the stored partition, without materializing its asset."""
+        (check,) = [c for c in self.checks if next(iter(c.check_keys)).name == name]
+        # (a check-only selection has no asset to validate partition_key against: the run's partition tag instead)
+        return dg.materialize([*self.assets, *self.checks], selection=dg.AssetSelection.checks(check),
+                              tags={"dagster/partition": key}, instance=self.instance,
+                              resources=build_resources(self.settings), raise_on_error=False)
 
 
 def evaluations(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
@@ -97,18 +106,22 @@ def test_checks_are_blocking_partitioned_and_describe_their_tolerances(pipeline:
 def test_every_check_passes_on_a_normal_day_and_an_early_close(
     pipeline: Pipeline, day: dt.date, expirations: list[dt.date], bars: int, snapshots: int
 ) -> None:
-    results = pipeline.day(day, expirations)
+    results = pipeline.day(day)
     assert all(r.success for r in results)
     seen: dict[str, list[dg.AssetCheckEvaluation]] = {}
     for r in results:
         for name, e in evaluations(r).items():
             seen.setdefault(name, []).append(e)
-    assert {n: len(v) for n, v in seen.items()} == {NAMES[0]: 1, NAMES[1]: 2, NAMES[2]: 2, NAMES[3]: 1}
+    assert {n: len(v) for n, v in seen.items()} == {NAMES[0]: 1, NAMES[1]: 2, NAMES[2]: 2, NAMES[3]: 1, NAMES[4]: 1}
     assert all(e.passed for v in seen.values() for e in v)
     assert meta(seen["bars_continuity_and_coverage"][0], "bars_required") == bars
     assert seen["bars_continuity_and_coverage"][0].partition == day.isoformat()
     chain_eval = seen["chain_sanity"][1]
-    assert chain_eval.partition == str(chain_partition_key(day, expirations[1]))
+    assert chain_eval.partition == str(chain_partition_key(day, 2))
+    assert results[2].get_asset_materialization_events()[0].materialization.metadata["expiration"].value == (
+        expirations[1].isoformat())  # slot 2 is the 2nd nearest listed expiration
+    assert meta(seen["levels_complete"][0], "expirations_tracked") == (
+        json.dumps({day.isoformat(): [e.isoformat() for e in expirations]}))
     assert meta(chain_eval, "snapshots_required") == snapshots
     assert meta(chain_eval, "rows_checked") > 1000
     levels_eval = seen["levels_plausibility"][0]
@@ -122,20 +135,29 @@ def test_every_check_passes_on_a_normal_day_and_an_early_close(
     assert pipeline.instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key] is not None
 
 
-def test_empty_partitions_pass_with_their_reason(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
-    expired = dt.date(2024, 6, 13)
-    pipeline.instance.add_dynamic_partitions(expirations_partitions_name(SPY), [expired.isoformat()])
-    assert pipeline.run(["underlying_bars"], DAY.isoformat()).success
-    result = pipeline.run(["option_chain_snapshots", "gex_surface"], chain_partition_key(DAY, expired))
+def test_empty_partitions_pass_with_their_reason(
+    pipeline: Pipeline, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    many = Pipeline(load_settings({**TEST_FIRST_DATE_ENV, "ZEROGEX_DATA_DIR": str(tmp_path / "many"),
+                                   "ZEROGEX_SNAPSHOT_MINUTES": "30", "ZEROGEX_EXPIRATIONS": "52"}, env_file=None),
+                    pipeline.instance)
+    assert many.run(["underlying_bars"], DAY.isoformat()).success
+    result = many.run(["option_chain_snapshots", "gex_surface"], chain_partition_key(DAY, 52))  # 51 are listed
     assert result.success
     checks = evaluations(result)
     assert checks["chain_sanity"].passed and checks["gex_reconciliation"].passed
-    assert "had already expired" in str(meta(checks["chain_sanity"], "empty_reason"))
+    assert "only 51 expiration(s) listed on 2024-06-14" in str(meta(checks["chain_sanity"], "empty_reason"))
     assert meta(checks["gex_reconciliation"], "empty_reason") == "no chain snapshots in this partition"
-    # a date with no surface at all: empty levels, with the asset's reason
+    # a date with no surface at all is refused (levels on no expiration are not levels) ...
     result = pipeline.run(["gex_levels"], "2024-06-12")
-    assert result.success and evaluations(result)["levels_plausibility"].passed
-    assert "no GEX surface" in str(meta(evaluations(result)["levels_plausibility"], "empty_reason"))
+    assert not result.success and "(2024-06-12, slot 1 = 2024-06-12: no surface stored)" in (
+        result.get_step_failure_events()[0].step_failure_data.user_failure_data.description)
+    # ... unless its session has not opened yet: empty levels, with the asset's reason
+    with monkeypatch.context() as patch:
+        patch.setattr(market_calendar, "utc_now", lambda: pd.Timestamp("2024-06-12 09:00", tz="America/New_York"))
+        result = pipeline.run(["gex_levels"], "2024-06-12")
+    assert result.success and all(e.passed for e in evaluations(result).values())
+    assert "has not opened yet" in str(meta(evaluations(result)["levels_plausibility"], "empty_reason"))
     # today's bars before the open
     monkeypatch.setattr(market_calendar, "utc_now", lambda: pd.Timestamp("2024-06-17 09:00", tz="America/New_York"))
     result = pipeline.run(["underlying_bars"], "2024-06-17")
@@ -212,10 +234,9 @@ def _crossed(chain: pd.DataFrame) -> pd.DataFrame:
 def test_a_corrupted_chain_fails_its_check_and_blocks_the_surface(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, corrupt, problem: str
 ) -> None:
-    pipeline.instance.add_dynamic_partitions(expirations_partitions_name(SPY), [EXP.isoformat()])
     assert pipeline.run(["underlying_bars"], DAY.isoformat()).success
     use_source(monkeypatch, CorruptMarket(chain=corrupt))
-    result = pipeline.run(["option_chain_snapshots", "gex_surface"], chain_partition_key(DAY, EXP))
+    result = pipeline.run(["option_chain_snapshots", "gex_surface"], chain_partition_key(DAY, 2))
     check = evaluations(result)["chain_sanity"]
     assert not check.passed and problem in str(meta(check, "problems"))
     assert not result.success
@@ -237,9 +258,8 @@ def test_a_flipped_put_sign_fails_the_surface_check(pipeline: Pipeline, monkeypa
         return surface
 
     _patch_builder(monkeypatch, "build_surface", flip)
-    pipeline.instance.add_dynamic_partitions(expirations_partitions_name(SPY), [EXP.isoformat()])
     assert pipeline.run(["underlying_bars"], DAY.isoformat()).success
-    result = pipeline.run(["option_chain_snapshots", "gex_surface"], chain_partition_key(DAY, EXP))
+    result = pipeline.run(["option_chain_snapshots", "gex_surface"], chain_partition_key(DAY, 2))
     checks = evaluations(result)
     assert checks["chain_sanity"].passed and not checks["gex_reconciliation"].passed
     assert meta(checks["gex_reconciliation"], "positive_put_gex_rows") == 1
@@ -258,7 +278,7 @@ LEVELS_CORRUPTIONS = [
 
 
 def test_implausible_levels_fail_the_levels_check(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert all(r.success for r in pipeline.day(DAY, [DAY, EXP]))  # one stored day, three corrupted re-runs
+    assert all(r.success for r in pipeline.day(DAY))  # one stored day, three corrupted re-runs
     for corrupt, problem in LEVELS_CORRUPTIONS:
         with monkeypatch.context() as patch:
             _patch_builder(patch, "build_levels", corrupt)
@@ -291,10 +311,41 @@ def test_a_single_run_range_of_bars_is_checked_session_by_session(
 
 def test_todays_partial_partitions_pass_intraday(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(market_calendar, "utc_now", lambda: pd.Timestamp("2024-06-14 11:02:30", tz="America/New_York"))
-    results = pipeline.day(DAY, [DAY, EXP])
+    results = pipeline.day(DAY)
     assert all(r.success for r in results)
     chain_check = evaluations(results[1])["chain_sanity"]
     assert meta(chain_check, "snapshots_required") == 3  # 09:30, 10:00, 10:30 (11:00 is inside the grace)
     assert meta(chain_check, "snapshots_present") == 4
     assert meta(evaluations(results[-1])["levels_plausibility"], "rows_checked") == 4
     assert all(e.passed for r in results for e in evaluations(r).values())
+
+
+def test_levels_not_on_exactly_the_tracked_expirations_fail_levels_complete(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Levels computed on fewer expirations than tracked (what a date x registered-expiration backfill left
+    behind), or stored before the day's listing changed, fail the blocking check naming the date and slot."""
+    assert all(r.success for r in pipeline.day(DAY))
+    assert evaluations(pipeline.check_only("levels_complete", DAY.isoformat()))["levels_complete"].passed
+
+    def fewer(levels: pd.DataFrame) -> pd.DataFrame:
+        return levels.assign(expirations=1, expiration_list=f'["{DAY}"]')
+
+    with monkeypatch.context() as patch:
+        _patch_builder(patch, "build_levels", fewer)
+        result = pipeline.run(["gex_levels"], DAY.isoformat())
+    check = evaluations(result)["levels_complete"]
+    assert not result.success and not check.passed
+    assert f'levels row not aggregating exactly the 2 tracked expirations ["{DAY}", "{EXP}"]: 14' in str(
+        meta(check, "problems"))
+    assert meta(check, "incomplete_dates") == DAY.isoformat()
+
+    assert all(r.success for r in pipeline.day(DAY))
+    later = SimulatedMarket()
+    listed = later.listed_expirations(SPY, DAY)
+    monkeypatch.setattr(SimulatedMarket, "listed_expirations", lambda self, u, d: listed[1:])  # the 0DTE delisted
+    check = evaluations(pipeline.check_only("levels_complete", DAY.isoformat()))["levels_complete"]
+    assert not check.passed
+    problems = str(meta(check, "problems"))
+    assert f"({DAY}, slot 1 = {EXP}: surface stored for {DAY} instead)" in problems
+    assert "levels row not aggregating exactly the 2 tracked expirations" in problems

@@ -27,18 +27,20 @@ import pandas as pd
 import psycopg
 import pytest
 import uvicorn
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from psycopg import sql
 
 from zerogex_pipeline.definitions import build_underlying_assets
 from zerogex_pipeline.defs.alerts import build_alert_assets
 from zerogex_pipeline.defs.resources import build_resources, storage_kind
-from zerogex_pipeline.runner import materialize_day
+from zerogex_pipeline.runner import materialize_days
 from zerogex_pipeline.schemas import LIVE_LEVELS
 from zerogex_pipeline.settings import Settings, load_settings
 from zerogex_pipeline.storage.capture_store import CaptureBatch, CaptureStore
 from zerogex_pipeline.storage.postgres_io_manager import forget_prepared_schemas
 from zerogex_pipeline.storage.table_slices import StorageError
 from zerogex_pipeline.underlyings import resolve_underlying
+from zerogex_pipeline_tests.history import TEST_FIRST_DATE_ENV
 from zerogex_pipeline_tests.postgres_fixtures import PgServer
 from zerogex_pipeline_tests.ui.conftest import artifacts_dir  # noqa: F401  (screenshots under test-artifacts/)
 
@@ -49,22 +51,23 @@ SMALL = {"ZEROGEX_EXPIRATIONS": "2", "ZEROGEX_SNAPSHOT_MINUTES": "30", "ZEROGEX_
 
 
 def small_settings(data_dir: Path, database_url: str | None = None) -> Settings:
-    env = {**SMALL, "ZEROGEX_DATA_DIR": str(data_dir)}
+    env = {**TEST_FIRST_DATE_ENV, **SMALL, "ZEROGEX_DATA_DIR": str(data_dir)}
     if database_url:
         env["ZEROGEX_DATABASE_URL"] = database_url
     return load_settings(env, env_file=None)
 
 
 def materialize(settings: Settings, days: tuple[dt.date, ...], instance: dg.DagsterInstance) -> None:
-    """The four core assets of each day, then the alerts of each day (what make ui's sensor would run)."""
-    for day in days:
-        materialize_day(SPY, day, settings, instance)
+    """The four core assets of the (consecutive) days in range runs, then the days' alerts in one run (what make
+    ui's daemon and alerts sensor would run)."""
+    materialize_days(SPY, days, settings, instance)
     assets = build_underlying_assets(SPY, settings)
     [alerts] = build_alert_assets(SPY, settings, storage_kind(settings), assets[-1])
-    for day in days:
-        result = dg.materialize([*assets, alerts], selection=[alerts.key], partition_key=day.isoformat(),
-                                instance=instance, resources=build_resources(settings))
-        assert result.success
+    keys = [d.isoformat() for d in days]
+    tags = {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]} if len(keys) > 1 else {}
+    result = dg.materialize([*assets, alerts], selection=[alerts.key], partition_key=None if tags else keys[0],
+                            tags=tags, instance=instance, resources=build_resources(settings))
+    assert result.success
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 import httpx
 import pytest
 
@@ -115,7 +114,7 @@ def check_cards(page: Any, levels: dict) -> None:
 @pytest.mark.ui
 @pytest.mark.timeout(900)
 def test_the_screen_shows_the_stored_numbers_and_moves_by_itself(embedded_template, tmp_path, artifacts_dir,
-                                                                 monkeypatch) -> None:
+                                                                 monkeypatch, instance) -> None:
     if not CHROMIUM.exists():
         _missing(f"no {CHROMIUM} (Debian package chromium: apt-get install -y chromium)")
     try:
@@ -123,14 +122,11 @@ def test_the_screen_shows_the_stored_numbers_and_moves_by_itself(embedded_templa
     except ImportError:
         _missing("Python package playwright is not installed (pip install -e '.[dev]')")
 
-    stack = contextlib.ExitStack()
-    request_cleanup = stack.close
     settings = small_settings(tmp_path / "data")
     settings.data_dir.mkdir(parents=True)
     shutil.copyfile(embedded_template, settings.duckdb_path)
     clock = Clock(at("2024-06-13 12:05"))
     monkeypatch.setattr(market_calendar, "utc_now", clock)
-    instance = stack.enter_context(dg.instance_for_test())
     materialize(settings, (DAY,), instance)  # the morning of 2024-06-13 only: 09:30..12:00
 
     profile_dir = Path(tempfile.mkdtemp(prefix="zerogex-chromium-"))
@@ -254,4 +250,3 @@ def test_the_screen_shows_the_stored_numbers_and_moves_by_itself(embedded_templa
     print("dashboard screenshots:", *(str(p) for p in shots), sep="\n  ")
     log = (artifacts_dir / "dashboard.log").read_text()
     assert "GET /spy 200" in log and "GET /api/v1/spy/levels/latest 200" in log and "Traceback" not in log
-    request_cleanup()

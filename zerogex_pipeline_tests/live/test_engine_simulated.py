@@ -22,6 +22,7 @@ from zerogex_pipeline.sources.simulated import instant
 from zerogex_pipeline.storage.capture_store import CaptureStore
 from zerogex_pipeline.underlyings import resolve_underlying
 from zerogex_pipeline_tests.clock import at, stop_at
+from zerogex_pipeline_tests.history import TEST_FIRST_DATE_ENV
 
 SPY = resolve_underlying("SPY")
 DAY = pd.Timestamp("2024-06-14").date()
@@ -83,7 +84,7 @@ def test_a_killed_engine_keeps_what_it_committed(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "zerogex_pipeline.cli", "stream", "--at", "2024-06-14T09:29:30", "--speed", "60",
            "--interval", "0.5", "--no-dagster-events"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    settings = load_settings({"ZEROGEX_DATA_DIR": str(tmp_path / "data")}, env_file=None)
+    settings = load_settings({**TEST_FIRST_DATE_ENV, "ZEROGEX_DATA_DIR": str(tmp_path / "data")}, env_file=None)
     store = CaptureStore(settings, wait_s=10)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and store.captured_instants(SPY, DAY)["snapshot_ts"].nunique() < 2:

@@ -22,6 +22,7 @@ from zerogex_pipeline.storage import levels_reader
 from zerogex_pipeline.storage.postgres_io_manager import forget_prepared_schemas
 from zerogex_pipeline.storage.table_slices import StorageError
 from zerogex_pipeline.underlyings import resolve_underlying
+from zerogex_pipeline_tests.history import TEST_FIRST_DATE
 from zerogex_pipeline_tests.postgres_fixtures import PgServer
 
 pytestmark = pytest.mark.postgres
@@ -64,7 +65,7 @@ def test_the_documented_privileges_write_rewrite_and_read(
     grant_documented_privileges(pg_server.admin_url, database, writer, reader)
     writer_url = pg_server.url_for(database, user=writer, password=PASSWORD)
     forget_prepared_schemas()
-    settings = Settings(database_url=writer_url, data_dir=tmp_path / "data", expirations=1, snapshot_minutes=60)
+    settings = Settings(first_date=TEST_FIRST_DATE, database_url=writer_url, data_dir=tmp_path / "data", expirations=1, snapshot_minutes=60)
     with dg.instance_for_test() as instance:
         for day in DAYS:
             materialize_day(SPY, day, settings, instance)
@@ -77,13 +78,13 @@ def test_the_documented_privileges_write_rewrite_and_read(
         again = materialize_day(SPY, DAYS[0], settings, instance)
     assert again.rows["gex_levels"] > 0
 
-    reader_settings = Settings(database_url=pg_server.url_for(database, user=reader, password=PASSWORD),
+    reader_settings = Settings(first_date=TEST_FIRST_DATE, database_url=pg_server.url_for(database, user=reader, password=PASSWORD),
                                data_dir=tmp_path / "reader")
     closing = levels_reader.closing_levels(reader_settings, SPY, list(DAYS))
     assert list(closing["session_date"].dt.date) == list(DAYS)
     forget_prepared_schemas()
     with dg.instance_for_test() as instance, pytest.raises(RunFailedError) as denied:
-        materialize_day(SPY, DAYS[0], Settings(database_url=reader_settings.database_url, data_dir=tmp_path / "r",
+        materialize_day(SPY, DAYS[0], Settings(first_date=TEST_FIRST_DATE, database_url=reader_settings.database_url, data_dir=tmp_path / "r",
                                                expirations=1, snapshot_minutes=60), instance)
     message = str(denied.value)
     assert "spy.underlying_bars: permission denied for role 'zgr_" in message  # names the table it was writing
@@ -98,12 +99,12 @@ def test_a_writer_is_told_that_pending_migrations_belong_to_the_owner(
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA spy")
     grant_documented_privileges(pg_server.admin_url, database, f"zgw_{suffix}", f"zgr_{suffix}")
-    settings = Settings(database_url=pg_server.url_for(database, user=f"zgw_{suffix}", password=PASSWORD),
+    settings = Settings(first_date=TEST_FIRST_DATE, database_url=pg_server.url_for(database, user=f"zgw_{suffix}", password=PASSWORD),
                         data_dir=tmp_path)
     with pytest.raises(StorageError) as caught:
         levels_reader.closing_levels(settings, SPY, list(DAYS))
     assert "spy.gex_levels: no such table yet" in str(caught.value)
     with dg.instance_for_test() as instance, pytest.raises(RunFailedError) as pending:
-        materialize_day(SPY, DAYS[0], Settings(database_url=settings.database_url, data_dir=tmp_path,
+        materialize_day(SPY, DAYS[0], Settings(first_date=TEST_FIRST_DATE, database_url=settings.database_url, data_dir=tmp_path,
                                                expirations=1, snapshot_minutes=60), instance)
     assert "migration(s) pending" in str(pending.value) and "zerogex migrate" in str(pending.value)

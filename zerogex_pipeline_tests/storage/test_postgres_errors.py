@@ -23,6 +23,7 @@ from zerogex_pipeline.storage.postgres_io_manager import (
 )
 from zerogex_pipeline.storage.table_slices import StorageError
 from zerogex_pipeline.underlyings import resolve_underlying
+from zerogex_pipeline_tests.history import TEST_FIRST_DATE
 from zerogex_pipeline_tests.postgres_fixtures import PgServer
 
 SPY = resolve_underlying("SPY")
@@ -48,7 +49,7 @@ def test_malformed_urls_fail_at_definition_time_without_the_password(url: str, t
     assert_clean(str(caught.value))
     assert "***" in str(caught.value)
     with pytest.raises(SettingsError) as from_resources:
-        build_resources(Settings(database_url=url, data_dir=tmp_path))
+        build_resources(Settings(first_date=TEST_FIRST_DATE, database_url=url, data_dir=tmp_path))
     assert_clean(str(from_resources.value))
 
 
@@ -63,7 +64,7 @@ def test_resource_config_uses_the_env_var_not_the_literal_url(
 ) -> None:
     url = f"postgresql://zg:{SECRET}@127.0.0.1:5432/zerogex"
     monkeypatch.setenv("ZEROGEX_DATABASE_URL", url)
-    manager = build_resources(Settings(database_url=url, data_dir=tmp_path))["io_manager"]
+    manager = build_resources(Settings(first_date=TEST_FIRST_DATE, database_url=url, data_dir=tmp_path))["io_manager"]
     assert isinstance(manager, PostgresFrameIOManager)
     assert SECRET not in repr(manager.database_url)
 
@@ -96,7 +97,7 @@ def unprivileged_url(pg_server: PgServer, pg_url: str) -> str:
 def test_missing_permissions_give_a_clear_error(
     unprivileged_url: str, tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:
-    settings = Settings(database_url=unprivileged_url, data_dir=tmp_path, expirations=1, snapshot_minutes=60)
+    settings = Settings(first_date=TEST_FIRST_DATE, database_url=unprivileged_url, data_dir=tmp_path, expirations=1, snapshot_minutes=60)
     with pytest.raises(RunFailedError) as caught:
         materialize_day(SPY, dt.date(2025, 1, 15), settings, instance)
     message = str(caught.value)

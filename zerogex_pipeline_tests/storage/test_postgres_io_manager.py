@@ -27,6 +27,7 @@ from zerogex_pipeline.storage.postgres_io_manager import (
 )
 from zerogex_pipeline.storage.table_slices import StorageError
 from zerogex_pipeline.underlyings import resolve_underlying
+from zerogex_pipeline_tests.history import TEST_FIRST_DATE
 from zerogex_pipeline_tests.postgres_fixtures import PgServer
 
 DAY_TABLES = ("underlying_bars", "option_chain_snapshots", "gex_surface", "gex_levels")
@@ -42,7 +43,7 @@ DAY2 = dt.date(2025, 1, 16)
 
 def small_settings(tmp_path: Path, url: str | None) -> Settings:
     """Two expirations, 30-minute snapshots: every asset, in a few seconds."""
-    return Settings(database_url=url, data_dir=tmp_path / "data", expirations=2, snapshot_minutes=30)
+    return Settings(first_date=TEST_FIRST_DATE, database_url=url, data_dir=tmp_path / "data", expirations=2, snapshot_minutes=30)
 
 
 def pg_table(url: str, name: str) -> pd.DataFrame:
@@ -97,7 +98,7 @@ def test_loading_reads_exactly_the_requested_partitions(
     defs = dg.Definitions(assets=assets, resources=build_resources(settings))
     exp = first.expirations[1]
     surface = defs.load_asset_value(
-        ["spy", "gex_surface"], partition_key=chain_partition_key(DAY, exp), instance=instance
+        ["spy", "gex_surface"], partition_key=chain_partition_key(DAY, 2), instance=instance
     )
     assert isinstance(surface, pd.DataFrame) and len(surface) > 0
     assert set(surface["session_date"]) == {pd.Timestamp(DAY)}
@@ -142,7 +143,7 @@ def write_levels(url: str, date: dt.date, frame: pd.DataFrame, instance: dg.Dags
     write_partition(
         PostgresFrameIOManager(database_url=url),
         dg.AssetKey(["spy", "gex_levels"]),
-        trading_day_partitions(),
+        trading_day_partitions(TEST_FIRST_DATE),
         date.isoformat(),
         frame,
         "session_date",

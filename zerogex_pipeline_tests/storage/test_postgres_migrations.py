@@ -23,6 +23,7 @@ from zerogex_pipeline.storage.postgres_migrations import (
     schema_drift,
 )
 from zerogex_pipeline.storage.table_slices import StorageError
+from zerogex_pipeline_tests.history import TEST_FIRST_DATE
 
 pytestmark = pytest.mark.postgres
 
@@ -101,6 +102,7 @@ def test_binary_copy_round_trips_edge_values(pg_url: str) -> None:
                 "underlying": ["SPY", "SPX", "ÉTF ✓", "x" * 300],
                 "session_date": pd.to_datetime(["1999-12-31", "2000-01-01", "2025-03-10", "2099-12-31"]),
                 "expiration": pd.to_datetime(["1999-12-31", "2000-01-03", "2025-03-21", "2100-01-15"]),
+                "expiration_slot": [1, 2, 3, 2**40],
                 "snapshot_ts": pd.to_datetime(
                     ["1999-12-31 23:59:59.999999", "2000-01-01", "2025-03-10 13:30:00.123456", "2099-12-31 21:00"],
                     utc=True,
@@ -176,7 +178,7 @@ def test_timescaledb_store_gives_the_same_rows(timescale_url: str, tmp_path: Pat
     from zerogex_pipeline.settings import Settings
     from zerogex_pipeline.underlyings import resolve_underlying
 
-    settings = Settings(database_url=timescale_url, data_dir=tmp_path, expirations=1, snapshot_minutes=60)
+    settings = Settings(first_date=TEST_FIRST_DATE, database_url=timescale_url, data_dir=tmp_path, expirations=1, snapshot_minutes=60)
     with dg.instance_for_test() as instance:
         first = materialize_day(resolve_underlying("SPY"), dt.date(2025, 1, 15), settings, instance)
         second = materialize_day(resolve_underlying("SPY"), dt.date(2025, 1, 15), settings, instance)

@@ -27,6 +27,7 @@ from zerogex_pipeline.storage.postgres_io_manager import (
     write_partition,
 )
 from zerogex_pipeline.storage.table_slices import StorageError, TransientStorageError
+from zerogex_pipeline_tests.history import TEST_FIRST_DATE
 from zerogex_pipeline_tests.postgres_fixtures import PgServer
 from zerogex_pipeline_tests.storage.test_postgres_io_manager import levels_frame, pg_table
 
@@ -38,7 +39,7 @@ def write(url: str, spot: float, retry_seconds: float = 60.0) -> None:
     write_partition(
         PostgresFrameIOManager(database_url=url, retry_seconds=retry_seconds),
         dg.AssetKey(["spy", "gex_levels"]),
-        trading_day_partitions(),
+        trading_day_partitions(TEST_FIRST_DATE),
         DAY.isoformat(),
         levels_frame(DAY, spot),
         "session_date",

@@ -21,7 +21,6 @@ from benchmarks.load_history import day_frames
 from zerogex_pipeline.defs.partitions import (
     chain_partition_key,
     chain_partitions,
-    expirations_partitions_name,
 )
 from zerogex_pipeline.runner import materialize_day
 from zerogex_pipeline.schemas import ALL_SCHEMAS, OPTION_CHAIN_SNAPSHOTS
@@ -40,6 +39,7 @@ from zerogex_pipeline.storage.postgres_migrations import (
 )
 from zerogex_pipeline.storage.table_slices import StorageError
 from zerogex_pipeline.underlyings import resolve_underlying
+from zerogex_pipeline_tests.history import TEST_FIRST_DATE
 from zerogex_pipeline_tests.postgres_fixtures import PgServer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timescaledb]
@@ -128,15 +128,15 @@ def chain_rows(url: str) -> pd.DataFrame:
 
 def test_a_compressed_chunk_is_rewritten_idempotently_through_the_io_manager(timescale_url: str) -> None:
     chain = day_frames("SPY", DAY, expirations=2, snapshot_minutes=30)["option_chain_snapshots"]
-    parts = {pd.Timestamp(e).date(): p.reset_index(drop=True) for e, p in chain.groupby("expiration")}
+    parts = {int(k): p.reset_index(drop=True) for k, p in chain.groupby("expiration_slot")}
     manager = PostgresFrameIOManager(database_url=timescale_url)
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(expirations_partitions_name(SPY), [e.isoformat() for e in parts])
 
-        def write(expiration: dt.date, frame: pd.DataFrame) -> None:
+        def write(slot: int, frame: pd.DataFrame) -> None:
             write_partition(
-                manager, dg.AssetKey(["spy", "option_chain_snapshots"]), chain_partitions(SPY),
-                chain_partition_key(DAY, expiration), frame, {"date": "session_date", "expiration": "expiration"},
+                manager, dg.AssetKey(["spy", "option_chain_snapshots"]),
+                chain_partitions(Settings(first_date=TEST_FIRST_DATE, expirations=2)),
+                chain_partition_key(DAY, slot), frame, {"date": "session_date", "expiration": "expiration_slot"},
                 instance,
             )
 
@@ -177,7 +177,7 @@ def test_the_same_rows_as_on_plain_postgresql(timescale_url: str, plain_url: str
     results = {}
     written = ("option_chain_snapshots", "gex_surface", "gex_levels", "underlying_bars")  # what materialize_day writes
     for label, url in (("timescale", timescale_url), ("plain", plain_url)):
-        settings = Settings(database_url=url, data_dir=tmp_path / label, expirations=2, snapshot_minutes=30)
+        settings = Settings(first_date=TEST_FIRST_DATE, database_url=url, data_dir=tmp_path / label, expirations=2, snapshot_minutes=30)
         with dg.instance_for_test() as instance:
             materialize_day(SPY, DAY, settings, instance)
         results[label] = {}

@@ -22,6 +22,7 @@ from zerogex_pipeline.tradestation import streams
 from zerogex_pipeline.tradestation.client import TradeStationClient, bars_frame, quotes_frame
 from zerogex_pipeline.tradestation.emulator import Emulator
 from zerogex_pipeline.underlyings import resolve_underlying
+from zerogex_pipeline_tests.history import TEST_FIRST_DATE_ENV
 
 FIXTURES = json.loads((Path(__file__).parent / "fixtures" / "reference_examples.json").read_text())
 REPO = Path(__file__).resolve().parents[2]
@@ -114,7 +115,7 @@ def test_dagster_resource_hides_secrets(emulator: Emulator, tmp_path: Path, monk
            "TRADESTATION_AUTH_URL": emulator.url}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    settings = load_settings({"ZEROGEX_DATA_SOURCE": "tradestation", "ZEROGEX_DATA_DIR": str(tmp_path)}, env_file=None)
+    settings = load_settings({**TEST_FIRST_DATE_ENV, "ZEROGEX_DATA_SOURCE": "tradestation", "ZEROGEX_DATA_DIR": str(tmp_path)}, env_file=None)
     resource = build_market_data(settings)
     shown = json.dumps(resource.tradestation.model_dump(), default=str) if resource.tradestation else ""  # type: ignore[union-attr]
     assert "topsecret-xyz" not in shown and "refresh-xyz" not in shown

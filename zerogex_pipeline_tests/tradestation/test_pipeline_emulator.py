@@ -26,6 +26,7 @@ from zerogex_pipeline.settings import Settings, load_settings
 from zerogex_pipeline.tradestation.emulator import Emulator
 from zerogex_pipeline.tradestation.resource import TradeStationResource
 from zerogex_pipeline.underlyings import resolve_underlying
+from zerogex_pipeline_tests.history import TEST_FIRST_DATE_ENV
 
 NOW = pd.Timestamp("2025-01-15T16:00:00Z")  # Wednesday 11:00 ET: the session of 2025-01-15 is in progress
 TODAY = dt.date(2025, 1, 15)
@@ -73,7 +74,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveEnv]:
 
 
 def _settings(data_dir: Path, underlying: str = "SPY", expirations: int = 1) -> Settings:
-    return load_settings({"ZEROGEX_DATA_SOURCE": "tradestation", "ZEROGEX_DATA_DIR": str(data_dir),
+    return load_settings({**TEST_FIRST_DATE_ENV, "ZEROGEX_DATA_SOURCE": "tradestation", "ZEROGEX_DATA_DIR": str(data_dir),
                           "ZEROGEX_UNDERLYINGS": underlying, "ZEROGEX_EXPIRATIONS": str(expirations),
                           "ZEROGEX_SNAPSHOT_MINUTES": "30", "ZEROGEX_STRIKE_DISTANCE": "2"}, env_file=None)
 

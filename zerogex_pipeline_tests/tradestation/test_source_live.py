@@ -16,7 +16,7 @@ import requests
 from zerogex_pipeline import market_calendar
 from zerogex_pipeline.analytics.chain import IV_SOURCES, choose_iv, time_to_expiry
 from zerogex_pipeline.analytics.implied_vol import implied_vol
-from zerogex_pipeline.schemas import OPTION_CHAIN_SNAPSHOTS
+from zerogex_pipeline.schemas import CHAIN_QUOTES
 from zerogex_pipeline.sources.base import spots_from_bars
 from zerogex_pipeline.sources.tradestation_market import TradeStationMarket
 from zerogex_pipeline.tradestation import streams
@@ -54,7 +54,7 @@ def test_today_in_progress_is_rebuilt_from_bars_only(frozen: Emulator, tmp_path:
     its own instant (the latest one too: reading a stream minutes later mixed moments, the defect of issue 11)."""
     client = TradeStationClient(make_config(frozen.url, tmp_path))
     chain, spots = _live_chain(client)
-    assert list(chain.columns) == OPTION_CHAIN_SNAPSHOTS.column_names
+    assert list(chain.columns) == CHAIN_QUOTES.column_names  # a source's chain: the stored one without its slot
     assert chain["snapshot_ts"].max() == NOW and chain["snapshot_ts"].nunique() == len(spots) == 4  # 9:30 .. 11:00
     assert not chain.duplicated(["snapshot_ts", "symbol"]).any()
     assert (np.abs(chain["strike"] / chain["spot"] - 1) <= BAND_PCT / 100 + 1e-12).all()

@@ -1,16 +1,20 @@
-"""A date-range asset backfill of SPY's four core assets through GraphQL, executed by the real daemon.
+"""The UI's doors into a backfill, through GraphQL, executed by the real daemon: complete levels or a loud failure.
 
 ``dagster-webserver`` and ``dagster-daemon`` run as subprocesses on a temporary instance (a copy of the
 repo's ``dagster.yaml``: run queue, ``tradestation_api`` pool limit 2, run retries) and a temporary
-embedded DuckDB store. The test registers the expirations over GraphQL (``addDynamicPartition``),
-POSTs ``launchPartitionBackfill`` for the four assets over a date range (``partitionNames`` +
-``assetSelection``: the trading-day bars are the root, so the daemon expands each date to its chain and
-surface over every registered expiration and to its levels), waits for the daemon to finish it, and
-reads the store: rows per date, no repeated primary key, and a second identical backfill leaves the
-store unchanged. It also checks what the event log shows of the pool.
+embedded DuckDB store. The test POSTs what the UI submits:
+
+1. A selection in ``gex_levels``' partition grid (``partitionsByAssets``: one date, nothing upstream stored):
+   the backfill fails, its run's one-line error names the missing (date, slot = expiration) and how to fill it,
+   and no levels are stored.
+2. "Materialize selected" on the four assets with a date range (``launchPartitionBackfill`` with
+   ``partitionNames`` + ``assetSelection``: the trading-day bars are the root, so the daemon expands each date
+   to every expiration slot of the chain and surface, and to its levels). The levels of every date aggregate
+   exactly the day's tracked expirations, one per slot; partition status holds exactly date x slot; a second
+   identical backfill leaves the store unchanged. It also checks what the event log shows of the pool.
 
 The range 2025-11-26..2025-12-01 holds Thanksgiving (closed), the 13:00 early close of 2025-11-28
-(210 one-minute bars, 8 half-hourly snapshots) and a weekend. To keep CI short (every step is a
+(210 one-minute bars, 8 half-hourly snapshots) and a weekend. To keep CI short (every run is a
 subprocess) the pipeline tracks 1 expiration per date, snapshots every 30 minutes within 3% of spot.
 """
 
@@ -149,16 +153,6 @@ def stop_default_running_automation(port: int) -> None:
     assert set(statuses.values()) == {"STOPPED"}, statuses
 
 
-ADD_PARTITION = """
-mutation($sel: RepositorySelector!, $name: String!, $key: String!) {
-  addDynamicPartition(repositorySelector: $sel, partitionsDefName: $name, partitionKey: $key) {
-    __typename ... on AddDynamicPartitionSuccess { partitionKey } ... on PythonError { message }
-    ... on UnauthorizedError { message } ... on DuplicateDynamicPartitionError { partitionName }
-  }
-}
-"""
-
-
 def tracked_plan() -> dict[str, list[str]]:
     """The ``TRACKED`` nearest expirations the simulated market lists on each date of ``DATES``."""
     market, spy = SimulatedMarket(), resolve_underlying("SPY")
@@ -166,12 +160,6 @@ def tracked_plan() -> dict[str, list[str]]:
         d: [e.isoformat() for e in market.listed_expirations(spy, dt.date.fromisoformat(d))[:TRACKED]]
         for d in DATES
     }
-
-
-def register_expirations(port: int, expirations: list[str]) -> None:
-    for key in expirations:
-        result = graphql(port, ADD_PARTITION, {"sel": REPO_SELECTOR, "name": "spy_expirations", "key": key})
-        assert result["addDynamicPartition"]["__typename"] == "AddDynamicPartitionSuccess", result
 
 
 BACKFILL_STATUS = """
@@ -187,19 +175,27 @@ TERMINAL = {s.value for s in BulkActionStatus} - {"REQUESTED", "CANCELING", "FAI
 
 
 def launch_backfill(stack: Stack, title: str) -> str:
-    variables = {
-        "backfillParams": {
-            "partitionNames": DATES,
-            "assetSelection": [{"path": p} for p in ASSET_KEYS],
-            "title": title,
-        }
-    }
+    """What the UI submits for "Materialize selected" on the four assets and the dates picked in its dialog."""
+    params = {"partitionNames": DATES, "assetSelection": [{"path": p} for p in ASSET_KEYS], "title": title}
+    return _launch(stack, params)
+
+
+def launch_grid_backfill(stack: Stack, title: str, ranges: dict[tuple[str, ...], tuple[str, str]]) -> str:
+    """What the UI submits for a selection in assets' partition grids: a key range per asset."""
+    selection = [{"assetKey": {"path": list(key)}, "partitions": {"range": {"start": lo, "end": hi}}}
+                 for key, (lo, hi) in ranges.items()]
+    return _launch(stack, {"partitionsByAssets": selection, "title": title})
+
+
+def _launch(stack: Stack, params: dict[str, Any]) -> str:
+    variables = {"backfillParams": params}
     result = graphql(stack.port, LAUNCH_PARTITION_BACKFILL_MUTATION, variables)["launchPartitionBackfill"]
     assert result["__typename"] == "LaunchBackfillSuccess", result
     return str(result["backfillId"])
 
 
-def wait_for_backfill(stack: Stack, backfill_id: str) -> dict[str, Any]:
+def wait_for_backfill(stack: Stack, backfill_id: str, succeed: bool = True) -> dict[str, Any]:
+    """Wait until the backfill ends; it must succeed (``succeed``) or else fail."""
     deadline = time.monotonic() + BACKFILL_TIMEOUT_S
     info: dict[str, Any] = {}
     while time.monotonic() < deadline:
@@ -207,9 +203,8 @@ def wait_for_backfill(stack: Stack, backfill_id: str) -> dict[str, Any]:
         info = graphql(stack.port, BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
         assert info["__typename"] == "PartitionBackfill", info
         if info["status"] in TERMINAL:
-            assert info["status"] in ("COMPLETED_SUCCESS", "COMPLETED"), (
-                f"backfill ended {info}\n{failed_runs(backfill_id)}\n{stack.logs()}"
-            )
+            ok = info["status"] in ("COMPLETED_SUCCESS", "COMPLETED")
+            assert ok == succeed, f"backfill ended {info}\n{failed_runs(backfill_id)}\n{stack.logs()}"
             return info
         time.sleep(2.0)
     raise AssertionError(
@@ -243,13 +238,28 @@ def run_backfill(stack: Stack, title: str) -> tuple[str, float]:
     return backfill_id, time.monotonic() - started
 
 
+def step_failures(backfill_id: str) -> list[str]:
+    """The step-failure messages (the ``Failure`` descriptions) of the backfill's runs."""
+    instance = dg.DagsterInstance.get()
+    messages = []
+    for run in instance.get_runs(RunsFilter(tags={BACKFILL_ID_TAG: backfill_id})):
+        for record in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+            data = record.dagster_event.event_specific_data if record.dagster_event else None
+            description = getattr(getattr(data, "user_failure_data", None), "description", None)
+            if description:
+                messages.append(str(description))
+    return messages
+
+
 def read_tables(path: Path) -> dict[str, pd.DataFrame]:
-    """Every row of the four tables, in primary-key order."""
+    """Every row of the four tables, in primary-key order (an empty frame for a table not created yet)."""
     with duckdb.connect(str(path), read_only=True) as conn:
+        exists = {r[0] for r in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [SCHEMA]).fetchall()}
         return {
             name: conn.execute(
                 f'SELECT * FROM "{SCHEMA}"."{name}" ORDER BY {", ".join(schema.primary_key)}'
-            ).df()
+            ).df() if name in exists else pd.DataFrame()
             for name, schema in TABLES.items()
         }
 
@@ -278,9 +288,18 @@ def assert_store(tables: dict[str, pd.DataFrame], plan: dict[str, list[str]]) ->
     assert count_by(tables["gex_levels"], "session_date") == SNAPSHOTS_PER_DAY
     expected_pairs = {(d, e): SNAPSHOTS_PER_DAY[d] for d, exps in plan.items() for e in exps}
     for name in ("option_chain_snapshots", "gex_surface"):
-        # Untracked (date, expiration) partitions materialize empty: only the tracked pairs hold rows.
+        # Only the day's tracked expirations hold rows, each in its slot (1 = nearest listed that day).
         snapshots = count_by(tables[name], "session_date", "expiration", distinct="snapshot_ts")
         assert snapshots == expected_pairs, f"{name}: distinct snapshots per (date, expiration)"
+        slots = {(_label(d), _label(e), int(k)) for d, e, k in
+                 tables[name][["session_date", "expiration", "expiration_slot"]].drop_duplicates().itertuples(index=False)}
+        assert slots == {(d, e, k) for d, exps in plan.items() for k, e in enumerate(exps, start=1)}, name
+    levels = tables["gex_levels"]
+    for day, exps in plan.items():  # complete: every snapshot aggregates exactly the day's tracked expirations
+        of_day = levels[levels["session_date"].map(_label) == day]
+        assert set(of_day["expirations"]) == {len(exps)}, (day, of_day["expirations"].unique())
+        assert {tuple(json.loads(x)) if isinstance(x, str) else tuple(x) for x in of_day["expiration_list"]} == {
+            tuple(exps)}, (day, of_day["expiration_list"].unique())
 
 
 def pool_step_intervals(instance: dg.DagsterInstance, backfill_id: str) -> dict[str, Any]:
@@ -325,27 +344,41 @@ def pool_step_intervals(instance: dg.DagsterInstance, backfill_id: str) -> dict[
 
 @pytest.mark.ui
 @pytest.mark.timeout(3600)
-def test_graphql_date_range_backfill_fills_store_once(stack: Stack) -> None:
+def test_ui_date_range_backfills_give_complete_levels_or_fail_loudly(stack: Stack) -> None:
     plan = tracked_plan()
     expirations = sorted({e for exps in plan.values() for e in exps})
-    register_expirations(stack.port, expirations)
 
+    # The levels' partition grid, one date whose chain was never built: refused in one line, nothing stored.
+    day = DATES[0]
+    refused_id = launch_grid_backfill(stack, "ui test: levels alone", {("spy", "gex_levels"): (day, day)})
+    refused = wait_for_backfill(stack, refused_id, succeed=False)
+    assert refused["status"] in ("COMPLETED_FAILED", "FAILED"), refused
+    messages = step_failures(refused_id)
+    assert messages, f"no step failure recorded\n{failed_runs(refused_id)}"
+    for message in messages:
+        assert "\n" not in message and "Traceback" not in message, message
+        assert f"({day}, slot 1 = {plan[day][0]}" in message, message
+        assert f"zerogex backfill --start {day} --end {day}" in message, message
+    assert read_tables(stack.duckdb_path)["gex_levels"].empty
+
+    # The four assets over the date range: complete levels on every date.
     first_id, first_s = run_backfill(stack, "ui test: SPY 2025-11-26..2025-12-01")
     first = read_tables(stack.duckdb_path)
     assert_store(first, plan)
 
     instance = dg.DagsterInstance.get()
     chain_key = dg.AssetKey(["spy", "option_chain_snapshots"])
-    expected_chain = {f"{d}|{e}" for d in DATES for e in expirations}
-    assert set(instance.get_materialized_partitions(chain_key)) == expected_chain
+    slots = [str(k) for k in range(1, TRACKED + 1)]
+    assert set(instance.get_materialized_partitions(chain_key)) == {f"{d}|{k}" for d in DATES for k in slots}
+    levels_key = dg.AssetKey(["spy", "gex_levels"])
+    assert set(instance.get_materialized_partitions(levels_key)) == set(DATES)
 
     pool = pool_step_intervals(instance, first_id)
     # Only the two assets that call the data source run in the pool (asset checks and the analytics don't).
     in_pool = {step for step, p in pool["step_pools"].items() if p == TRADESTATION_POOL}
     assert in_pool == {"spy__underlying_bars", "spy__option_chain_snapshots"}, pool["step_pools"]
-    # The bars steps (one run per range under the bars' backfill policy, or one per date) and one chain
-    # step per (date, registered expiration) ran in the pool ...
-    assert pool["pool_steps"]["spy__option_chain_snapshots"] == len(DATES) * len(expirations), pool
+    # Range runs (the assets' backfill policy): at most one bars step per date, one chain step per (date, slot) ...
+    assert 1 <= pool["pool_steps"]["spy__option_chain_snapshots"] <= len(DATES) * TRACKED, pool
     assert 1 <= pool["pool_steps"]["spy__underlying_bars"] <= len(DATES), pool
     # ... never more than the pool's limit at once.
     assert instance.event_log_storage.get_concurrency_info(TRADESTATION_POOL).slot_count == POOL_LIMIT
@@ -363,7 +396,7 @@ def test_graphql_date_range_backfill_fills_store_once(stack: Stack) -> None:
     timings = {
         "dates": DATES, "expirations": expirations, "first_backfill_s": round(first_s, 1),
         "second_backfill_s": round(second_s, 1), "rows": {n: len(f) for n, f in first.items()},
-        "pool": {k: v for k, v in pool.items() if k != "step_pools"}, "backfills": [first_id, second_id],
+        "pool": {k: v for k, v in pool.items() if k != "step_pools"}, "backfills": [refused_id, first_id, second_id],
         "run_queue_pool_holds_in_daemon_log": queue_holds,
     }
     (stack.artifacts / "backfill_timings.json").write_text(json.dumps(timings, indent=2))

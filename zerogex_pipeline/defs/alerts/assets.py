@@ -25,7 +25,7 @@ import pandas as pd
 from zerogex_pipeline import market_calendar
 from zerogex_pipeline.analytics.alerts import EVENT_KINDS, detect_events
 from zerogex_pipeline.announcements import announce
-from zerogex_pipeline.defs.partitions import trading_day_partitions
+from zerogex_pipeline.defs.partitions import backfill_policy, day_partitions
 from zerogex_pipeline.schemas import GEX_ALERTS
 from zerogex_pipeline.settings import Settings, redact_webhook_url
 from zerogex_pipeline.storage import alert_ledger
@@ -53,7 +53,8 @@ def build_alert_assets(
     @dg.asset(
         key=[underlying.key, "gex_alerts"],
         group_name=f"{underlying.key}_alerts",
-        partitions_def=trading_day_partitions(),
+        partitions_def=day_partitions(settings),
+        backfill_policy=backfill_policy(settings),
         ins={"gex_levels": dg.AssetIn(key=levels.key)},
         kinds={"pandas", storage_kind},
         description=(
@@ -65,34 +66,39 @@ def build_alert_assets(
         metadata={"partition_expr": "session_date", "dagster/column_schema": GEX_ALERTS.table_schema()},
     )
     def gex_alerts(context: dg.AssetExecutionContext, gex_levels: pd.DataFrame) -> pd.DataFrame:
-        date = pd.Timestamp(context.partition_key).date()
-        events = detect_events(gex_levels)
         now = market_calendar.utc_now()
         today = now.tz_convert(market_calendar.NEW_YORK).date()
-        live = date == today
-        claimed, stamps = alert_ledger.claim_and_read(
-            settings, underlying.key, events, date, announce=live, now=now, run_id=context.run.run_id
-        )
-        deliveries = announce(events, claimed, settings.alert_webhook_url, context.log.warning)
-        events["announced_at"] = pd.to_datetime(events["event_id"].map(stamps), utc=True)
-        out = GEX_ALERTS.conform(events)
-        counts = out["kind"].value_counts()
-        policy = (
-            "today's session: new events announced once"
-            if live
-            else f"past session (today is {today}): events stored, none announced"
-        )
-        context.add_output_metadata({
-            "rows": len(out),
-            **{f"events_{kind}": int(counts.get(kind, 0)) for kind in EVENT_KINDS},
-            "announced_this_run": len(claimed),
-            "announced_total": int(out["announced_at"].notna().sum()),
-            "announcement_policy": policy,
-            "webhook": redact_webhook_url(settings.alert_webhook_url) if settings.alert_webhook_url else "not configured",
-            "webhook_posts_ok": deliveries["ok"],
-            "webhook_posts_failed": deliveries["failed"],
-            "events": dg.MetadataValue.md(_markdown(out)),
-        })
-        return out
+        frames = []
+        by_day = {pd.Timestamp(d).date(): f for d, f in gex_levels.groupby("session_date", sort=False)}
+        for key in context.partition_keys:  # one day, or a range of days (a backfill's levels, coalesced)
+            date = pd.Timestamp(key).date()
+            events = detect_events(by_day.get(date, gex_levels.iloc[0:0]))
+            live = date == today
+            claimed, stamps = alert_ledger.claim_and_read(
+                settings, underlying.key, events, date, announce=live, now=now, run_id=context.run.run_id
+            )
+            deliveries = announce(events, claimed, settings.alert_webhook_url, context.log.warning)
+            events["announced_at"] = pd.to_datetime(events["event_id"].map(stamps), utc=True)
+            out = GEX_ALERTS.conform(events)
+            frames.append(out)
+            counts = out["kind"].value_counts()
+            policy = (
+                "today's session: new events announced once"
+                if live
+                else f"past session (today is {today}): events stored, none announced"
+            )
+            context.add_asset_metadata({
+                "rows": len(out),
+                **{f"events_{kind}": int(counts.get(kind, 0)) for kind in EVENT_KINDS},
+                "announced_this_run": len(claimed),
+                "announced_total": int(out["announced_at"].notna().sum()),
+                "announcement_policy": policy,
+                "webhook": redact_webhook_url(settings.alert_webhook_url) if settings.alert_webhook_url
+                else "not configured",
+                "webhook_posts_ok": deliveries["ok"],
+                "webhook_posts_failed": deliveries["failed"],
+                "events": dg.MetadataValue.md(_markdown(out)),
+            }, partition_key=key)
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
     return [gex_alerts]

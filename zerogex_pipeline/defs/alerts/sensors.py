@@ -1,17 +1,24 @@
-"""``<underlying>_levels_alerts``: one ``gex_alerts`` run per new ``gex_levels`` materialization.
+"""``<underlying>_levels_alerts``: ``gex_alerts`` runs after new ``gex_levels`` materializations.
 
 Each tick reads the levels materializations recorded after the cursor (a storage id in the
-instance's event log), oldest first, at most ``batch`` of them, and requests the alerts run of each
-partition they touched, keyed ``<u>-alerts-levels-<storage id>`` of the newest materialization of that
-partition in the batch (older ones in the same batch were already replaced in the store, so one run
-covers them). The cursor then moves past the batch, so a materialization is never requested twice;
-the run key makes a retried tick idempotent as well. A fresh sensor (no cursor) walks the whole
-history in batches, which stores the events of past days without announcing them (see
+instance's event log), oldest first, at most ``batch`` of them, and requests the alerts of every
+partition they touched: one run per range of consecutive trading days among them (at most
+``ZEROGEX_BACKFILL_DAYS_PER_RUN`` days, like a backfill run), keyed ``<u>-alerts-levels-<storage id>`` of the
+newest materialization in the range (older ones in the same batch were already replaced in the store, so one
+run covers them). A backfilled year of levels is then a few alerts runs, not one per day; an intraday refresh
+still gets its own run for today. The cursor then moves past the batch, so a materialization is never
+requested twice; the run key makes a retried tick idempotent as well. A fresh sensor (no cursor) walks the
+whole history in batches, which stores the events of past days without announcing them (see
 :mod:`zerogex_pipeline.defs.alerts.assets`).
 """
 
-import dagster as dg
+import datetime as dt
 
+import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from zerogex_pipeline.defs.partitions import consecutive_sessions
+from zerogex_pipeline.settings import DEFAULT_BACKFILL_DAYS_PER_RUN
 from zerogex_pipeline.underlyings import Underlying
 
 LEVELS_STORAGE_ID_TAG = "zerogex/levels_storage_id"
@@ -29,6 +36,7 @@ def build_levels_alert_sensor(
     alerts: dg.AssetsDefinition,
     minimum_interval_seconds: int = 30,
     batch: int = DEFAULT_BATCH,
+    days_per_run: int = DEFAULT_BACKFILL_DAYS_PER_RUN,
 ) -> dg.SensorDefinition:
     """The sensor that runs ``alerts`` for each partition of ``levels`` that was (re)materialized."""
     if batch < 1:
@@ -40,8 +48,8 @@ def build_levels_alert_sensor(
         default_status=dg.DefaultSensorStatus.RUNNING,
         asset_selection=[alerts.key],
         description=(
-            f"Runs {underlying.name} gex_alerts for the same trading day after each gex_levels "
-            "materialization (one run per materialization, never twice)."
+            f"Runs {underlying.name} gex_alerts for the trading days of new gex_levels materializations (one run "
+            "per range of consecutive days, never twice)."
         ),
     )
     def levels_alerts(context: dg.SensorEvaluationContext) -> dg.SensorResult:
@@ -55,15 +63,16 @@ def build_levels_alert_sensor(
         for record in records:
             if record.partition_key is not None:
                 newest[record.partition_key] = record.storage_id
-        requests = [
-            dg.RunRequest(
-                run_key=alerts_run_key(underlying, storage_id),
-                asset_selection=[alerts.key],
-                partition_key=partition,
-                tags={LEVELS_STORAGE_ID_TAG: str(storage_id)},
-            )
-            for partition, storage_id in sorted(newest.items(), key=lambda item: item[1])
-        ]
+        requests = []
+        for days in consecutive_sessions([dt.date.fromisoformat(p) for p in newest], days_per_run):
+            keys = [d.isoformat() for d in days]
+            storage_id = max(newest[k] for k in keys)
+            tags = {LEVELS_STORAGE_ID_TAG: str(storage_id)}
+            if len(keys) > 1:
+                tags |= {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
+            requests.append(dg.RunRequest(run_key=alerts_run_key(underlying, storage_id), asset_selection=[alerts.key],
+                                          partition_key=keys[0] if len(keys) == 1 else None, tags=tags))
+        requests.sort(key=lambda r: int(r.tags[LEVELS_STORAGE_ID_TAG]))
         return dg.SensorResult(run_requests=requests, cursor=str(records[-1].storage_id))
 
     return levels_alerts

@@ -6,9 +6,10 @@ arrived while a refresh ran), staged over sensor ticks because the assets have d
 
 1. ``bars`` (only when the day's capture has gaps, which the chain fills from bars): today's
    ``underlying_bars``, read from the captured bars (the source is asked only for bars the capture lacks);
-2. ``chain``: one run per tracked expiration (the capture's own list) for ``option_chain_snapshots`` +
-   ``gex_surface``; the chain takes the captured snapshots as they are, so a complete capture makes no
-   source request at all;
+2. ``chain``: one run per expiration slot (``1`` .. ``ZEROGEX_EXPIRATIONS``: the k-th nearest listed expiration,
+   which the capture tracks too) for ``option_chain_snapshots`` + ``gex_surface``; the chain takes the captured
+   snapshots as they are, so a complete capture makes no source request at all, and a slot the capture lacks is
+   rebuilt from the source (the levels need every tracked expiration);
 3. ``levels``: when every chain run has finished, one run for today's ``gex_levels``.
 
 Run keys make each step happen once per captured snapshot. Without a capture (the engine is not running)
@@ -27,7 +28,7 @@ import pandas as pd
 
 from zerogex_pipeline import market_calendar
 from zerogex_pipeline.defs.capture.assets import capture_keys
-from zerogex_pipeline.defs.partitions import chain_partition_key, expiration_partitions
+from zerogex_pipeline.defs.partitions import chain_partition_key, slot_keys
 from zerogex_pipeline.settings import Settings
 from zerogex_pipeline.underlyings import Underlying
 
@@ -44,11 +45,11 @@ AFTER_CLOSE = pd.Timedelta(minutes=10)
 
 @dataclass
 class RefreshCursor:
-    """The captured snapshot being (or last) refreshed, its stage and its expirations."""
+    """The captured snapshot being (or last) refreshed, its stage and the expiration slots refreshed."""
 
     snapshot: str = ""
     stage: str = "done"
-    expirations: list[str] = field(default_factory=list)
+    slots: list[str] = field(default_factory=list)
 
     @classmethod
     def parse(cls, raw: str | None) -> RefreshCursor:
@@ -114,7 +115,6 @@ def build_intraday_refresh_sensor(
 ) -> dg.SensorDefinition:
     """The refresh sensor of ``underlying`` over its four core assets (bars, chain, surface, levels)."""
     bars, chain, surface, levels = assets
-    expirations_def = expiration_partitions(underlying)
     captured_quotes, _, _ = capture_keys(underlying)
 
     def run_request(step: str, label: str, selection: list[dg.AssetsDefinition],
@@ -127,8 +127,8 @@ def build_intraday_refresh_sensor(
                   PRIORITY_TAG: REFRESH_PRIORITY},
         )
 
-    def chain_requests(label: str, day: str, expirations: list[str]) -> list[dg.RunRequest]:
-        return [run_request(f"chain-{e}", label, [chain, surface], chain_partition_key(day, e)) for e in expirations]
+    def chain_requests(label: str, day: str, slots: list[str]) -> list[dg.RunRequest]:
+        return [run_request(f"chain-{k}", label, [chain, surface], chain_partition_key(day, k)) for k in slots]
 
     @dg.sensor(
         name=f"{underlying.key}_intraday_refresh",
@@ -137,7 +137,7 @@ def build_intraday_refresh_sensor(
         asset_selection=[a.key for a in assets],
         description=(
             f"After each {underlying.name} snapshot captured by `zerogex stream` (captured_quotes), refreshes "
-            "today's chain snapshots and GEX surfaces of the captured expirations, then the levels; today's bars "
+            "today's chain snapshots and GEX surfaces of every expiration slot, then the levels; today's bars "
             "first when the capture has gaps. A complete capture makes no source request."
         ),
     )
@@ -163,10 +163,10 @@ def build_intraday_refresh_sensor(
             if state in ("missing", "running"):
                 return dg.SensorResult(skip_reason=f"waiting for the bars refresh of {label} ({state})")
             cursor.stage = "chain"
-            return dg.SensorResult(run_requests=chain_requests(label, day, cursor.expirations), cursor=cursor.dump())
+            return dg.SensorResult(run_requests=chain_requests(label, day, cursor.slots), cursor=cursor.dump())
 
         if cursor.stage == "chain":
-            states = {e: _step_state(instance, f"{underlying.key}-{label}-chain-{e}") for e in cursor.expirations}
+            states = {k: _step_state(instance, f"{underlying.key}-{label}-chain-{k}") for k in cursor.slots}
             waiting = [e for e, s in states.items() if s in ("missing", "running")]
             if waiting:
                 return dg.SensorResult(skip_reason=f"waiting for chain refreshes of {label}: {', '.join(waiting)}")
@@ -189,16 +189,10 @@ def build_intraday_refresh_sensor(
             return dg.SensorResult(skip_reason=f"refresh of the newest captured snapshot "
                                                f"{snapshot_label(latest.snapshot)} already done")
         label = snapshot_label(latest.snapshot)
-        known = set(instance.get_dynamic_partitions(expirations_def.name or ""))
-        new = [e for e in latest.expirations if e not in known]
+        slots = slot_keys(settings.expirations)
         gaps = latest.coverage_pct < 100.0 or bool(latest.missing)
-        next_cursor = RefreshCursor(latest.snapshot.isoformat(), "bars" if gaps else "chain", latest.expirations)
-        requests = ([run_request("bars", label, [bars], day)] if gaps
-                    else chain_requests(label, day, latest.expirations))
-        return dg.SensorResult(
-            run_requests=requests,
-            dynamic_partitions_requests=[expirations_def.build_add_request(new)] if new else [],
-            cursor=next_cursor.dump(),
-        )
+        next_cursor = RefreshCursor(latest.snapshot.isoformat(), "bars" if gaps else "chain", slots)
+        requests = ([run_request("bars", label, [bars], day)] if gaps else chain_requests(label, day, slots))
+        return dg.SensorResult(run_requests=requests, cursor=next_cursor.dump())
 
     return intraday_refresh

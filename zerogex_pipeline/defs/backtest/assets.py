@@ -13,7 +13,6 @@ import dagster as dg
 import pandas as pd
 
 from zerogex_pipeline.analytics.regime import regime_summary, regime_table
-from zerogex_pipeline.defs.backtest.charts import markdown_png, range_vs_flip_png
 from zerogex_pipeline.schemas import GEX_REGIME_BACKTEST
 from zerogex_pipeline.settings import Settings
 from zerogex_pipeline.storage.backtest_history import read_history
@@ -71,6 +70,11 @@ def build_regime_backtest(
         without_bars = sorted(set(opening["session_date"].dt.date) - set(table["session_date"].dt.date))
         first, last = table["session_date"].min(), table["session_date"].max()
         title = f"{underlying.name} regime at the open vs realized range, {first:%Y-%m-%d} to {last:%Y-%m-%d}"
+        from zerogex_pipeline.defs.backtest.charts import (  # matplotlib when drawn
+            markdown_png,
+            range_vs_flip_png,
+        )
+
         context.add_output_metadata({
             "rows": len(table),
             "first_day": f"{first:%Y-%m-%d}",

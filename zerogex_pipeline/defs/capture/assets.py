@@ -20,7 +20,7 @@ from typing import Any
 import dagster as dg
 
 from zerogex_pipeline import market_calendar
-from zerogex_pipeline.defs.partitions import trading_day_partitions
+from zerogex_pipeline.defs.partitions import day_partitions
 from zerogex_pipeline.live.coverage import CaptureCoverage, capture_coverage
 from zerogex_pipeline.schemas import CAPTURED_BARS, CAPTURED_QUOTES, LIVE_LEVELS
 from zerogex_pipeline.settings import Settings
@@ -40,7 +40,7 @@ def build_capture_specs(underlying: Underlying, settings: Settings, storage_kind
     """The three external assets the stream engine reports."""
     quotes, bars, levels = capture_keys(underlying)
     feed = "tradestation" if settings.data_source == "tradestation" else "simulated"
-    common = {"group_name": f"{underlying.key}_live", "partitions_def": trading_day_partitions(),
+    common = {"group_name": f"{underlying.key}_live", "partitions_def": day_partitions(settings),
               "kinds": {feed, storage_kind}}
     where = "PostgreSQL" if settings.database_url else f"{settings.data_dir}/live.sqlite"
     return [

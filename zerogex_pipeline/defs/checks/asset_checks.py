@@ -1,15 +1,16 @@
-"""Blocking asset checks of an underlying's four core assets, run in the same run as the partition they judge.
+"""Blocking asset checks of an underlying's four core assets, run in the same run as the partitions they judge.
 
-Each check is partitioned like its asset (``partitions_def``), so it loads exactly the partition just
-materialized through the asset's IO manager (the chain and surface checks a ``date|expiration`` key of the
-dynamic multi-partitions; the levels check the date, with every expiration's surface of that date through
-the date-dimension mapping Dagster infers) and its result is recorded against that partition. All are
-``blocking=True`` with severity ERROR: a failure stops the downstream assets of the same run (the surface
-after a bad chain, for instance). The rules and tolerances live in :mod:`zerogex_pipeline.analytics.validation`.
+Each check is partitioned like its asset (``partitions_def``), so it loads exactly the partitions just
+materialized through the asset's IO manager: one partition, or the range of a backfill run (up to
+``ZEROGEX_BACKFILL_DAYS_PER_RUN`` dates, one expiration slot for the chain and surface). The levels checks load
+every expiration slot's surface of their dates through the date-dimension mapping Dagster infers. All are
+``blocking=True`` with severity ERROR: a failure stops the downstream assets of the same run (the surface after a
+bad chain, for instance). The rules and tolerances live in :mod:`zerogex_pipeline.analytics.validation`.
 
-A partition that is legitimately empty (an expired or unlisted expiration, today's partition before the
-open) passes when its materialization carries an ``empty_reason`` (copied into the check's metadata); an
-empty partition without a reason fails.
+A partition that is legitimately empty (a slot beyond the day's listed expirations, today's partition before the
+open) passes when its materialization carries an ``empty_reason`` (copied into the check's metadata); an empty
+partition without a reason fails. ``levels_complete`` holds the levels to the day's tracked expirations: every
+stored row aggregates exactly the ``ZEROGEX_EXPIRATIONS`` nearest listed, each in its slot of the surface.
 
 No ``from __future__ import annotations``: Dagster reads the check functions' annotations at runtime.
 """
@@ -24,7 +25,10 @@ import pandas as pd
 from zerogex_pipeline import market_calendar
 from zerogex_pipeline.analytics import validation
 from zerogex_pipeline.analytics.validation import ValidationResult
-from zerogex_pipeline.defs.partitions import chain_partitions, trading_day_partitions
+from zerogex_pipeline.defs.options.assets import session_opened
+from zerogex_pipeline.defs.options.slots import TrackedExpirations, run_chain_keys
+from zerogex_pipeline.defs.partitions import chain_partition_key, chain_partitions, day_partitions
+from zerogex_pipeline.defs.resources import MarketDataResource
 from zerogex_pipeline.settings import Settings
 from zerogex_pipeline.underlyings import Underlying
 
@@ -32,20 +36,35 @@ MAX_PROBLEM_CHARS = 4000
 """The problems text in the metadata is cut here (the counts stay exact)."""
 
 
-def materialization_metadata(context: dg.AssetCheckExecutionContext, key: dg.AssetKey) -> Mapping[str, object]:
-    """Metadata values of the latest materialization of the check's partition of ``key`` ({} if none)."""
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[str(context.partition_key)]), limit=1
-    ).records
-    if not records or records[0].asset_materialization is None:
-        return {}
-    return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+def materialization_metadata(
+    context: dg.AssetCheckExecutionContext, key: dg.AssetKey, partitions: list[str] | None = None
+) -> dict[str, Mapping[str, object]]:
+    """Metadata values of the latest materialization of each of ``partitions`` of ``key`` (the check's own by
+    default), read from this run first and the event log otherwise; a partition never materialized maps to {}."""
+    wanted = list(partitions if partitions is not None else context.partition_keys)
+    found: dict[str, Mapping[str, object]] = {}
+    for record in context.instance.get_records_for_run(
+        context.op_execution_context.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    ).records:
+        mat = record.asset_materialization
+        if mat is not None and mat.asset_key == key and mat.partition in wanted:
+            found[str(mat.partition)] = {k: v.value for k, v in mat.metadata.items()}
+    rest = [p for p in wanted if p not in found]
+    if rest:
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=rest), limit=4 * len(rest)
+        ).records
+        for record in records:  # newest first
+            mat = record.asset_materialization
+            if mat is not None and str(mat.partition) not in found:
+                found[str(mat.partition)] = {k: v.value for k, v in mat.metadata.items()}
+    return {p: found.get(p, {}) for p in wanted}
 
 
-def empty_reason(context: dg.AssetCheckExecutionContext, key: dg.AssetKey) -> str | None:
-    """The ``empty_reason`` the asset recorded for this partition, if any."""
-    reason = materialization_metadata(context, key).get("empty_reason")
-    return str(reason) if reason else None
+def empty_reasons(context: dg.AssetCheckExecutionContext, key: dg.AssetKey) -> dict[str, str | None]:
+    """The ``empty_reason`` the asset recorded for each of the check's partitions, if any."""
+    return {p: (str(m["empty_reason"]) if m.get("empty_reason") else None)
+            for p, m in materialization_metadata(context, key).items()}
 
 
 def to_check_result(result: ValidationResult) -> dg.AssetCheckResult:
@@ -60,23 +79,22 @@ def to_check_result(result: ValidationResult) -> dg.AssetCheckResult:
     )
 
 
-def empty_partition_result(
-    name: str, reason: str | None, what: str, upstream_rows: int | None = None
-) -> dg.AssetCheckResult:
-    """Pass an empty partition that states why it is empty; fail one that does not (or whose upstream has rows)."""
+def empty_partition_problems(reason: str | None, what: str, upstream_rows: int = 0) -> ValidationResult:
+    """The verdict on an empty partition: fine with the asset's empty_reason (and an empty upstream), else a problem."""
     problems: list[validation.Problem] = []
     if not reason:
         problems.append(validation.Problem(f"{what} is empty and its materialization gives no empty_reason", 1, ()))
     if upstream_rows:
         problems.append(validation.Problem(f"{what} is empty although its upstream partition has rows",
                                            upstream_rows, ()))
-    numbers: dict[str, validation.Number] = {"rows_checked": 0, "empty_reason": reason}
-    return to_check_result(ValidationResult(name, tuple(problems), numbers))
+    return ValidationResult("empty", tuple(problems), {"rows_checked": 0, "empty_reason": reason})
 
 
-def _partition_dates(context: dg.AssetCheckExecutionContext) -> tuple[dt.date, dt.date]:
-    keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
-    return dt.date.fromisoformat(keys["date"]), dt.date.fromisoformat(keys["expiration"])
+def rows_of_day(frame: pd.DataFrame, date: dt.date) -> pd.DataFrame:
+    """Rows of ``frame`` whose ``session_date`` is ``date``."""
+    if frame.empty:
+        return frame
+    return frame[(frame["session_date"] == pd.Timestamp(date)).to_numpy()]
 
 
 def build_asset_checks(
@@ -87,10 +105,10 @@ def build_asset_checks(
     surface: dg.AssetsDefinition,
     levels: dg.AssetsDefinition,
 ) -> list[dg.AssetChecksDefinition]:
-    """The four blocking checks of ``underlying``: bars, chain, surface and levels (in lineage order)."""
+    """The five blocking checks of ``underlying``: bars, chain, surface and levels (two), in lineage order."""
     with warnings.catch_warnings():
         # partitions_def on an asset check is a preview API in 1.13; it is what makes the check load
-        # exactly the asset's partition and record its result against that partition.
+        # exactly the asset's partitions.
         warnings.filterwarnings("ignore", category=dg.PreviewWarning)
         return _build(underlying, settings, bars, chain, surface, levels)
 
@@ -105,7 +123,7 @@ def _build(
         asset=bars,
         name="bars_continuity_and_coverage",
         blocking=True,
-        partitions_def=trading_day_partitions(),
+        partitions_def=day_partitions(settings),
         description=(
             f"Every {settings.bar_minutes}-minute bar end of the NYSE regular session (13:00 ET close on early "
             f"closes) is present up to min(now - {grace} min, close) and none off that grid or after "
@@ -126,34 +144,44 @@ def _build(
         asset=chain,
         name="chain_sanity",
         blocking=True,
-        partitions_def=chain_partitions(underlying),
+        partitions_def=chain_partitions(settings),
         description=(
-            "Quotes: 0 <= bid <= ask, last and mid >= 0 (exact: tick-rounded prices); volume and open "
-            f"interest >= 0; vendor IV null or within [0, {validation.IV_MAX:g}] (the IV solver's bracket); one "
-            "positive spot per snapshot; no repeated (snapshot, symbol); snapshots every "
-            f"{settings.snapshot_minutes} min from the open to min(now - {grace} min, close); every strike "
-            f"within ±{settings.strike_distance_pct:g}% of spot, and calls and puts each reaching at least "
-            f"{validation.WINDOW_REACH:.0%} of that window below and above spot at every snapshot. An empty "
-            "partition passes only with the asset's empty_reason."
+            "Per (date, expiration slot): one expiration; quotes 0 <= bid <= ask, last and mid >= 0 (exact: "
+            "tick-rounded prices); volume and open interest >= 0; vendor IV null or within "
+            f"[0, {validation.IV_MAX:g}] (the IV solver's bracket); one positive spot per snapshot; no repeated "
+            f"(snapshot, symbol); snapshots every {settings.snapshot_minutes} min from the open to "
+            f"min(now - {grace} min, close); every strike within ±{settings.strike_distance_pct:g}% of spot, and "
+            f"calls and puts each reaching at least {validation.WINDOW_REACH:.0%} of that window below and above "
+            "spot at every snapshot. An empty partition passes only with the asset's empty_reason."
         ),
     )
     def chain_sanity(
         context: dg.AssetCheckExecutionContext, option_chain_snapshots: pd.DataFrame
     ) -> dg.AssetCheckResult:
-        if option_chain_snapshots.empty:
-            return empty_partition_result("chain_sanity", empty_reason(context, chain.key), "the chain")
-        date, expiration = _partition_dates(context)
-        result = validation.validate_chain(
-            option_chain_snapshots, market_calendar.session(date), expiration, settings.snapshot_minutes,
-            settings.strike_distance_pct, market_calendar.utc_now(),
-        )
-        return to_check_result(result)
+        slot, dates = run_chain_keys(context.partition_keys)
+        reasons: dict[str, str | None] | None = None
+        now = market_calendar.utc_now()
+        parts = []
+        for date in dates:
+            key = str(chain_partition_key(date, slot))
+            day = rows_of_day(option_chain_snapshots, date)
+            if day.empty:
+                reasons = reasons if reasons is not None else empty_reasons(context, chain.key)
+                parts.append((key, empty_partition_problems(reasons.get(key), "the chain")))
+                continue
+            expirations = sorted({pd.Timestamp(e).date() for e in day["expiration"].unique()})
+            result = validation.validate_chain(
+                day, market_calendar.session(date), expirations[0], settings.snapshot_minutes,
+                settings.strike_distance_pct, now,
+            )
+            parts.append((key, result))
+        return to_check_result(validation.combine("chain_sanity", parts))
 
     @dg.asset_check(
         asset=surface,
         name="gex_reconciliation",
         blocking=True,
-        partitions_def=chain_partitions(underlying),
+        partitions_def=chain_partitions(settings),
         additional_ins={"option_chain_snapshots": dg.AssetIn(key=chain.key)},
         description=(
             "Dealer sign convention: call GEX >= 0, put GEX <= 0 (volume GEX too). net_gex = call_gex + "
@@ -167,24 +195,40 @@ def _build(
     def gex_reconciliation(
         context: dg.AssetCheckExecutionContext, gex_surface: pd.DataFrame, option_chain_snapshots: pd.DataFrame
     ) -> dg.AssetCheckResult:
-        if gex_surface.empty:
-            return empty_partition_result("gex_reconciliation", empty_reason(context, surface.key), "the surface",
-                                          upstream_rows=len(option_chain_snapshots))
-        return to_check_result(validation.validate_surface(gex_surface, option_chain_snapshots))
+        slot, dates = run_chain_keys(context.partition_keys)
+        parts = []
+        nonempty = []
+        reasons: dict[str, str | None] | None = None
+        for date in dates:
+            key = str(chain_partition_key(date, slot))
+            if rows_of_day(gex_surface, date).empty:
+                reasons = reasons if reasons is not None else empty_reasons(context, surface.key)
+                parts.append((key, empty_partition_problems(reasons.get(key), "the surface",
+                                                            len(rows_of_day(option_chain_snapshots, date)))))
+            else:
+                nonempty.append(date)
+        if nonempty:  # one reconciliation over every non-empty day (snapshots are unique across days)
+            days = pd.Timestamp(nonempty[0]), pd.Timestamp(nonempty[-1])
+            chain_rows = option_chain_snapshots[option_chain_snapshots["session_date"].between(*days).to_numpy()]
+            surface_rows = gex_surface[gex_surface["session_date"].between(*days).to_numpy()]
+            label = (str(chain_partition_key(nonempty[0], slot)) if len(nonempty) == 1
+                     else f"{chain_partition_key(nonempty[0], slot)} .. {chain_partition_key(nonempty[-1], slot)}")
+            parts.append((label, validation.validate_surface(surface_rows, chain_rows)))
+        return to_check_result(validation.combine("gex_reconciliation", parts))
 
     @dg.asset_check(
         asset=levels,
         name="levels_plausibility",
         blocking=True,
-        partitions_def=trading_day_partitions(),
+        partitions_def=day_partitions(settings),
         # Dagster 1.13 drops an AssetIn's partition_mapping on checks (AssetChecksDefinition.create passes
         # none) and infers MultiToSingleDimensionPartitionMapping over the shared `date` dimension: every
-        # expiration's surface of the date, as gex_levels itself loads (the tests compare row counts).
+        # expiration slot's surface of the dates, as gex_levels itself loads (the tests compare row counts).
         additional_ins={"gex_surface": dg.AssetIn(key=surface.key)},
         description=(
             "Per snapshot, total call/put/net GEX equal the sums of that date's gex_surface by strike over "
-            f"every expiration within a relative {validation.RECONCILE_RTOL:g} of the gross GEX, with call >= 0 "
-            ">= put; spot equals the surface's; call wall a listed strike >= spot with positive GEX and put "
+            f"every tracked expiration within a relative {validation.RECONCILE_RTOL:g} of the gross GEX, with "
+            "call >= 0 >= put; spot equals the surface's; call wall a listed strike >= spot with positive GEX and put "
             "wall one <= spot with negative GEX, each with the largest |GEX| of its side (same tolerance), "
             "null only when no strike on that side has GEX of that sign; "
             "zero gamma (and flip_dte_*) null exactly when a reason is given, otherwise within "
@@ -196,9 +240,50 @@ def _build(
     def levels_plausibility(
         context: dg.AssetCheckExecutionContext, gex_levels: pd.DataFrame, gex_surface: pd.DataFrame
     ) -> dg.AssetCheckResult:
-        if gex_levels.empty:
-            return empty_partition_result("levels_plausibility", empty_reason(context, levels.key), "gex_levels",
-                                          upstream_rows=len(gex_surface))
-        return to_check_result(validation.validate_levels(gex_levels, gex_surface))
+        parts = []
+        reasons: dict[str, str | None] | None = None
+        for key in context.partition_keys:
+            date = dt.date.fromisoformat(key)
+            if rows_of_day(gex_levels, date).empty:
+                reasons = reasons if reasons is not None else empty_reasons(context, levels.key)
+                parts.append((key, empty_partition_problems(reasons.get(key), "gex_levels",
+                                                            len(rows_of_day(gex_surface, date)))))
+        if not gex_levels.empty:
+            keys = context.partition_keys
+            label = keys[0] if len(keys) == 1 else f"{keys[0]} .. {keys[-1]}"
+            parts.append((label, validation.validate_levels(gex_levels, gex_surface)))
+        return to_check_result(validation.combine("levels_plausibility", parts))
 
-    return [bars_continuity_and_coverage, chain_sanity, gex_reconciliation, levels_plausibility]
+    @dg.asset_check(
+        asset=levels,
+        name="levels_complete",
+        blocking=True,
+        partitions_def=day_partitions(settings),
+        additional_ins={"gex_surface": dg.AssetIn(key=surface.key)},
+        description=(
+            f"Every stored levels row of the date aggregates exactly the day's {settings.expirations} tracked "
+            "expirations (the ZEROGEX_EXPIRATIONS nearest listed, from the stream capture or the source's listing): "
+            "its expiration_list names them and its expirations column counts them, and the date's gex_surface "
+            "holds each one in its expiration slot at every snapshot. A session that has opened must have levels; "
+            "one not yet open must have none. Fails naming each (date, slot = expiration) to re-materialize."
+        ),
+    )
+    def levels_complete(
+        context: dg.AssetCheckExecutionContext, gex_levels: pd.DataFrame, gex_surface: pd.DataFrame,
+        market_data: MarketDataResource,
+    ) -> dg.AssetCheckResult:
+        dates = [dt.date.fromisoformat(k) for k in context.partition_keys]
+        now = market_calendar.utc_now()
+
+        def listing(date: dt.date) -> list[dt.date]:
+            return list(market_data.get_source().listed_expirations(underlying, date))
+
+        with TrackedExpirations(underlying, settings, listing) as tracked:
+            expected = {d: tracked.of(d) for d in dates}
+        surface_rows = gex_surface[gex_surface["expiration_slot"] <= settings.expirations] if len(gex_surface) \
+            else gex_surface
+        result = validation.validate_levels_complete(gex_levels, surface_rows, expected,
+                                                     {d for d in dates if session_opened(d, now)})
+        return to_check_result(result)
+
+    return [bars_continuity_and_coverage, chain_sanity, gex_reconciliation, levels_plausibility, levels_complete]

@@ -6,11 +6,12 @@ import pandas as pd
 
 from zerogex_pipeline import market_calendar
 from zerogex_pipeline.defs.market_data.source_retries import retry_transient_source_errors
-from zerogex_pipeline.defs.partitions import trading_day_partitions
+from zerogex_pipeline.defs.partitions import backfill_policy, day_partitions
 from zerogex_pipeline.defs.resources import MarketDataResource, source_kind
 from zerogex_pipeline.schemas import UNDERLYING_BARS
 from zerogex_pipeline.settings import Settings
 from zerogex_pipeline.storage.capture_store import CaptureStore
+from zerogex_pipeline.storage.postgres_io_manager import RETRY_SECONDS
 from zerogex_pipeline.underlyings import Underlying
 
 TRADESTATION_POOL = "tradestation_api"
@@ -23,8 +24,8 @@ def build_underlying_bars(underlying: Underlying, settings: Settings, storage_ki
     @dg.asset(
         key=[underlying.key, "underlying_bars"],
         group_name=f"{underlying.key}_market_data",
-        partitions_def=trading_day_partitions(),
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        partitions_def=day_partitions(settings),
+        backfill_policy=backfill_policy(settings),
         deps=[captured_bars],
         pool=TRADESTATION_POOL,
         kinds={"pandas", storage_kind, source_kind(settings)},
@@ -46,12 +47,14 @@ def build_underlying_bars(underlying: Underlying, settings: Settings, storage_ki
         now = market_calendar.utc_now()
         frames = []
         captured_days = 0
-        store = CaptureStore(settings)
+        store = CaptureStore(settings, read_retry_s=RETRY_SECONDS)  # rides through a server restart
         try:
             for key in context.partition_keys:
                 session = market_calendar.session(key)
                 if session.open > now:
                     context.log.info(f"{underlying.name} {key}: session has not opened yet; no bars")
+                    context.add_asset_metadata({"rows": 0, "empty_reason": "the session has not opened yet"},
+                                               partition_key=key)
                     continue
                 ends = session.bar_ends(settings.bar_minutes)
                 ends = ends[ends <= now]
@@ -59,25 +62,25 @@ def build_underlying_bars(underlying: Underlying, settings: Settings, storage_ki
                 captured = captured[captured["ts"].isin(ends)]
                 if len(captured) == len(ends):
                     captured_days += 1
-                    frames.append(UNDERLYING_BARS.conform(captured))
-                    continue
-                with retry_transient_source_errors(context):
-                    bars = source.underlying_bars(underlying, session, settings.bar_minutes)
-                bars = bars[(bars["ts"] <= now) & ~bars["ts"].isin(captured["ts"])]
-                frames.append(UNDERLYING_BARS.conform(pd.concat([captured, bars], ignore_index=True))
-                              .sort_values("ts", kind="stable"))
+                    day = UNDERLYING_BARS.conform(captured)
+                else:
+                    with retry_transient_source_errors(context):
+                        bars = source.underlying_bars(underlying, session, settings.bar_minutes)
+                    bars = bars[(bars["ts"] <= now) & ~bars["ts"].isin(captured["ts"])]
+                    day = (UNDERLYING_BARS.conform(pd.concat([captured, bars], ignore_index=True))
+                           .sort_values("ts", kind="stable"))
+                frames.append(day)
+                context.add_asset_metadata(
+                    {"rows": len(day), "from_capture": len(captured) == len(ends),
+                     "last_close_usd": float(day["close"].iloc[-1]) if len(day) else None,
+                     "last_bar_end": day["ts"].iloc[-1].isoformat() if len(day) else None},
+                    partition_key=key,
+                )
         finally:
             store.close()
         frame = UNDERLYING_BARS.conform(pd.concat(frames, ignore_index=True)) if frames else UNDERLYING_BARS.empty_frame()
-        context.add_output_metadata(
-            {
-                "rows": len(frame),
-                "sessions": len(frames),
-                "sessions_from_capture": captured_days,
-                "source": source.name,
-                "last_close_usd": float(frame["close"].iloc[-1]) if len(frame) else None,
-                "last_bar_end": frame["ts"].iloc[-1].isoformat() if len(frame) else None,
-            }
+        context.add_asset_metadata(
+            {"sessions": len(frames), "sessions_from_capture": captured_days, "source": source.name}
         )
         return frame
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from zerogex_pipeline.market_calendar import TradingSession
-from zerogex_pipeline.schemas import OPTION_CHAIN_SNAPSHOTS, UNDERLYING_BARS
+from zerogex_pipeline.schemas import CHAIN_QUOTES, UNDERLYING_BARS
 from zerogex_pipeline.sources.simulated import listing, price_path, quotes
 from zerogex_pipeline.underlyings import Underlying
 
@@ -34,7 +34,7 @@ class SimulatedMarket:
     ) -> pd.DataFrame:
         day = session.date
         if expiration not in self.listed_expirations(underlying, day) or spots.empty:
-            return OPTION_CHAIN_SNAPSHOTS.empty_frame()
+            return CHAIN_QUOTES.empty_frame()
         center = price_path.previous_close(underlying, day)
         strikes = listing.strike_grid(underlying, center)
         frames = []
@@ -69,4 +69,4 @@ class SimulatedMarket:
             seed_parts=(underlying.name, expiration.isoformat(), day.isoformat()),
         )
         priced = priced.sort_values(["snapshot_ts", "strike", "symbol"], kind="stable")
-        return OPTION_CHAIN_SNAPSHOTS.conform(priced)
+        return CHAIN_QUOTES.conform(priced)

@@ -22,6 +22,7 @@ from zerogex_pipeline.storage.migrations import (
     m0004_surface_rows_per_settlement,
     m0005_stream_capture_and_live_levels,
     m0006_levels_expiration_list,
+    m0007_expiration_slots,
 )
 
 
@@ -51,5 +52,6 @@ def _from_module(module: ModuleType) -> Migration:
 
 MIGRATIONS: tuple[Migration, ...] = tuple(_from_module(m) for m in (m0001_initial, m0002_analytics_engine_columns, m0003_alerts_and_backtest, m0004_surface_rows_per_settlement,
                                                                      m0005_stream_capture_and_live_levels,
-                                                                     m0006_levels_expiration_list))
+                                                                     m0006_levels_expiration_list,
+                                                                     m0007_expiration_slots))
 """Every migration, in version order."""
