@@ -420,46 +420,47 @@ class StreamEngine:
         pending = PendingCapture(instant, crossed, cut_wall, {}, {}, {})
         level_rows: dict[str, pd.DataFrame | list[dict[str, Any]]] = {}
         taken: dict[tuple[str, dt.date], tuple[Underlying, SnapshotArrays]] = {}
-        for u in self.options.underlyings:
-            started = time.perf_counter_ns()
-            tracked = self._tracked(u, opened)
-            snap = self._arrays(u, states[u.key], instant, set(tracked))
-            spot_status = self.feed.registry.get(spot_ids[u.key])
-            spot_age = (instant - pd.Timestamp(states[u.key].get_spot().trade_ns, tz="UTC")).total_seconds()
-            for e in tracked:
-                key = (u.key, e)
-                o = opened[key]
-                down = self.feed.registry.not_live([spot_ids[u.key], *o.stream_ids])
-                quiet = self._quiet_since_open(session, instant, crossed, [o])
-                if snap is None or down or quiet or spot_age > self.options.spot_max_age_s:
-                    why = (f"stream not live at the instant: {down[0].label}" if down else "no live state"
-                           if snap is None else f"no quote since the open yet on {quiet[0].label}" if quiet
-                           else f"spot stale: its last trade was {spot_age:.0f} s before the instant")
-                    pending.missing[key] = why
+        with self.feed.paused():  # every book as of this moment; the readers wait and catch up after
+            for u in self.options.underlyings:
+                started = time.perf_counter_ns()
+                tracked = self._tracked(u, opened)
+                snap = self._arrays(u, states[u.key], instant, set(tracked))
+                spot_status = self.feed.registry.get(spot_ids[u.key])
+                spot_age = (instant - pd.Timestamp(states[u.key].get_spot().trade_ns, tz="UTC")).total_seconds()
+                for e in tracked:
+                    key = (u.key, e)
+                    o = opened[key]
+                    down = self.feed.registry.not_live([spot_ids[u.key], *o.stream_ids])
+                    quiet = self._quiet_since_open(session, instant, crossed, [o])
+                    if snap is None or down or quiet or spot_age > self.options.spot_max_age_s:
+                        why = (f"stream not live at the instant: {down[0].label}" if down else "no live state"
+                               if snap is None else f"no quote since the open yet on {quiet[0].label}" if quiet
+                               else f"spot stale: its last trade was {spot_age:.0f} s before the instant")
+                        pending.missing[key] = why
+                        continue
+                    listed = self._listed.get(key)
+                    uncovered = [] if listed is None else o.plan.uncovered(listed, snap.spot.price,
+                                                                           self.options.distance_pct)
+                    if uncovered:
+                        pending.missing[key] = (f"window not covered at spot {snap.spot.price:.2f}: strikes "
+                                                f"{min(uncovered):g}..{max(uncovered):g} not streamed yet (re-centring)")
+                        continue
+                    rows = np.flatnonzero(snap.expiration == np.datetime64(e, "D"))
+                    if rows.size == 0:
+                        pending.missing[key] = "no contract of the expiration in the window"
+                        continue
+                    taken[key] = (u, _take(snap, rows))
+                    required = {spot_status.id: spot_status.connections}
+                    for sid in o.stream_ids:
+                        required[sid] = self.feed.registry.get(sid).connections
+                    pending.required[key] = required
+                if snap is None:
                     continue
-                listed = self._listed.get(key)
-                uncovered = [] if listed is None else o.plan.uncovered(listed, snap.spot.price,
-                                                                       self.options.distance_pct)
-                if uncovered:
-                    pending.missing[key] = (f"window not covered at spot {snap.spot.price:.2f}: strikes "
-                                            f"{min(uncovered):g}..{max(uncovered):g} not streamed yet (re-centring)")
-                    continue
-                rows = np.flatnonzero(snap.expiration == np.datetime64(e, "D"))
-                if rows.size == 0:
-                    pending.missing[key] = "no contract of the expiration in the window"
-                    continue
-                taken[key] = (u, _take(snap, rows))
-                required = {spot_status.id: spot_status.connections}
-                for sid in o.stream_ids:
-                    required[sid] = self.feed.registry.get(sid).connections
-                pending.required[key] = required
-            if snap is None:
-                continue
-            row = self._levels(session, u, snap, self._missing(u, opened, spot_ids, tracked), started)
-            pending.levels[u.key] = row
-            stats.compute_ms.append(float(row["compute_ms"]))  # type: ignore[arg-type]
-            level_rows[u.key] = [row]
-        self._write(CaptureBatch(levels=level_rows, bars=self._bars(session, states)), stats, states)
+                row = self._levels(session, u, snap, self._missing(u, opened, spot_ids, tracked), started)
+                pending.levels[u.key] = row
+                stats.compute_ms.append(float(row["compute_ms"]))  # type: ignore[arg-type]
+                level_rows[u.key] = [row]
+            self._write(CaptureBatch(levels=level_rows, bars=self._bars(session, states)), stats, states)
         latency = time.monotonic() - crossed
         stats.snapshot_latency_s.append(latency)
         for row in pending.levels.values():

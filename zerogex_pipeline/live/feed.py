@@ -14,6 +14,7 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -151,6 +152,11 @@ class Feed(Protocol):
 
     def stream_kind_codes(self, ids: np.ndarray) -> np.ndarray:
         """Per stream id, 0 for an option-chain stream and 1 for a quote stream (``STREAM_KINDS``)."""
+        ...
+
+    def paused(self) -> AbstractContextManager[None]:
+        """While held, no stream update is applied (they wait, nothing is lost): a snapshot cut reads every book as
+        of one moment, and its computation does not share the interpreter with the stream readers."""
         ...
 
     def requests(self) -> dict[str, int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 import pandas as pd
@@ -136,6 +137,10 @@ class SimulatedFeed:
                            "volume": int(r.volume)})
         if len(fresh):
             self._bars_sent[u.key] = fresh["ts"].iloc[-1]
+
+    def paused(self) -> AbstractContextManager[None]:
+        """Nothing to pause: the simulated market is read at the engine's own calls (``refresh``)."""
+        return nullcontext()
 
     def stream_kind_codes(self, ids: np.ndarray) -> np.ndarray:
         return np.zeros(len(ids), dtype=np.int64)

@@ -29,7 +29,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -118,6 +119,8 @@ class TradeStationFeed:
         self._expirations: dict[str, list[dt.date]] = {}
         self._contracts: dict[str, tuple[dt.date, str, str, float]] = {}
         self._spot_moved: dict[str, float] = {}
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._unapplied: dict[int, tuple[UnderlyingState, list[BookUpdate]]] = {}
         """Per option stream, the updates of the network chunk being read: applied together when it ends, so a
         snapshot cut sees a server's batch whole or not at all (its thread alone touches its entry)."""
@@ -302,6 +305,7 @@ class TradeStationFeed:
             completion = _Completion(expected)
             try:
                 for msg in stream:
+                    self._flowing.wait()  # a cut in progress (see paused): the message waits, the socket buffers
                     now = time.monotonic()
                     if stream.connections != connection:
                         connection = stream.connections
@@ -377,6 +381,16 @@ class TradeStationFeed:
 
     def refresh(self, now_ns: int) -> None:
         return None
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Stream readers hold each message while this is held (a cut lasts tens to hundreds of milliseconds; the
+        kernel's socket buffers keep what arrives meanwhile, and the readers catch up after)."""
+        self._flowing.clear()
+        try:
+            yield
+        finally:
+            self._flowing.set()
 
     def stream_kind_codes(self, ids: np.ndarray) -> np.ndarray:
         return np.array([self._kinds.get(int(i), 0) for i in ids], dtype=np.int64)
