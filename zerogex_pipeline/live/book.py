@@ -93,6 +93,15 @@ class ContractBook:
 
     def _update_locked(self, symbol: str, expiration: dt.date, settlement: str, option_type: str, strike: float,
                        stream: int, values: dict[str, float], at_ns: int) -> None:
+        i = self._row_locked(symbol, expiration, settlement, option_type, strike)
+        row = self._values[i]
+        for name, value in values.items():
+            row[FIELD[name]] = value
+        self._stream[i] = stream
+        self._quote_ts[i] = at_ns
+
+    def _row_locked(self, symbol: str, expiration: dt.date, settlement: str, option_type: str, strike: float) -> int:
+        """The row of ``symbol``, appended with its contract terms when it is new (the lock is held)."""
         i = self._index.get(symbol)
         if i is None:
             if self._n == len(self._strike):
@@ -105,11 +114,7 @@ class ContractBook:
             self._is_call[i] = option_type == "C"
             self._strike[i] = strike
             self._n += 1
-        row = self._values[i]
-        for name, value in values.items():
-            row[FIELD[name]] = value
-        self._stream[i] = stream
-        self._quote_ts[i] = at_ns
+        return i
 
     def update_batch(self, updates: list[BookUpdate]) -> None:
         """:meth:`update` of each ``(symbol, expiration, settlement, option_type, strike, stream, values, at_ns)``,
@@ -124,19 +129,7 @@ class ContractBook:
         with self._lock:
             rows = np.empty(len(symbols), dtype=np.int64)
             for j, symbol in enumerate(symbols):
-                i = self._index.get(symbol)
-                if i is None:
-                    if self._n == len(self._strike):
-                        self._grow()
-                    i = self._n
-                    self._index[symbol] = i
-                    self._symbol.append(symbol)
-                    self._expiration[i] = np.datetime64(expiration, "D")
-                    self._settlement[i] = settlement[j]
-                    self._is_call[i] = option_type[j] == "C"
-                    self._strike[i] = strike[j]
-                    self._n += 1
-                rows[j] = i
+                rows[j] = self._row_locked(symbol, expiration, settlement[j], option_type[j], float(strike[j]))
             for name, column in values.items():
                 self._values[rows, FIELD[name]] = column
             self._stream[rows] = stream

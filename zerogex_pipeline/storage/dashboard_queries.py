@@ -200,12 +200,7 @@ class DashboardStore:
 
         The same row as :meth:`latest_levels`; on PostgreSQL without building a frame (the hot path of the API).
         """
-        if self.kind == "postgres":
-            rows = self._pg_rows(underlying, GEX_LEVELS.name, f"SELECT {_cols(GEX_LEVELS)} FROM {{table}} "
-                                 "ORDER BY session_date DESC, snapshot_ts DESC LIMIT 1", [])
-            return dict(zip(GEX_LEVELS.column_names, rows[0], strict=True)) if rows else None
-        frame = self.latest_levels(underlying)
-        return None if frame.empty else dict(zip(frame.columns, frame.iloc[0].tolist(), strict=True))
+        return self._newest_row(underlying, GEX_LEVELS, self.latest_levels)
 
     def intraday_levels(self, underlying: Underlying, day: dt.date) -> pd.DataFrame:
         """Every ``gex_levels`` row of ``day`` (America/New_York trading day), oldest snapshot first."""
@@ -313,12 +308,7 @@ class DashboardStore:
         The same row as :meth:`latest_live_levels`; on PostgreSQL one read on a pooled read-only connection,
         without building a frame (the hot path of the API).
         """
-        if self.kind == "postgres":
-            rows = self._pg_rows(underlying, LIVE_LEVELS.name, f"SELECT {_cols(LIVE_LEVELS)} FROM {{table}} "
-                                 "ORDER BY session_date DESC, snapshot_ts DESC LIMIT 1", [])
-            return dict(zip(LIVE_LEVELS.column_names, rows[0], strict=True)) if rows else None
-        frame = self.latest_live_levels(underlying)
-        return None if frame.empty else dict(zip(frame.columns, frame.iloc[0].tolist(), strict=True))
+        return self._newest_row(underlying, LIVE_LEVELS, self.latest_live_levels)
 
     def live_signature(self) -> Signature | None:
         """File signature of the embedded live-levels file (``None`` on PostgreSQL, which has none)."""
@@ -329,6 +319,17 @@ class DashboardStore:
         return None if self.kind == "postgres" else file_signature(self.settings.duckdb_path)
 
     # ------------------------------------------------------------------ plumbing
+    def _newest_row(self, underlying: Underlying, schema: AssetSchema,
+                    embedded: Callable[[Underlying], pd.DataFrame]) -> dict[str, Any] | None:
+        """The newest row of ``schema``'s table as ``{column: value}``: on PostgreSQL one read by the primary key
+        on a pooled read-only connection (no frame); embedded, the first row of ``embedded``'s (cached) frame."""
+        if self.kind == "postgres":
+            rows = self._pg_rows(underlying, schema.name, f"SELECT {_cols(schema)} FROM {{table}} "
+                                 "ORDER BY session_date DESC, snapshot_ts DESC LIMIT 1", [])
+            return dict(zip(schema.column_names, rows[0], strict=True)) if rows else None
+        frame = embedded(underlying)
+        return None if frame.empty else dict(zip(frame.columns, frame.iloc[0].tolist(), strict=True))
+
     def _frame(self, underlying: Underlying, schema: AssetSchema, clause: str, params: Sequence[Any]) -> pd.DataFrame:
         sql = f"SELECT {_cols(schema)} FROM {{table}} {clause}"
         if self.kind == "postgres":
