@@ -17,6 +17,7 @@ from zerogex_pipeline import market_calendar
 from zerogex_pipeline.definitions import build_underlying_assets
 from zerogex_pipeline.defs.checks.asset_checks import build_asset_checks
 from zerogex_pipeline.defs.gex import assets as gex_assets
+from zerogex_pipeline.defs.options.slots import PartitionRunError, run_chain_keys
 from zerogex_pipeline.defs.partitions import chain_partition_key
 from zerogex_pipeline.defs.resources import MarketDataResource, build_resources
 from zerogex_pipeline.settings import Settings, load_settings
@@ -307,6 +308,53 @@ def test_a_single_run_range_of_bars_is_checked_session_by_session(
     result = run_range()
     check = evaluations(result)["bars_continuity_and_coverage"]
     assert not check.passed and "2024-07-03 13:00:00 ET" in str(meta(check, "problems"))
+
+
+def test_every_slot_of_a_day_in_one_run_equals_one_run_per_slot(pipeline: Pipeline) -> None:
+    """The intraday refresh materializes every expiration slot of today in one range run: the same rows as one run
+    per slot, each partition checked; a ragged range (which the store would replace as a rectangle) is refused."""
+    import duckdb
+
+    def stored() -> dict[str, pd.DataFrame]:
+        with duckdb.connect(str(pipeline.settings.duckdb_path), read_only=True) as conn:
+            return {n: conn.execute(f"SELECT * FROM spy.{n} ORDER BY ALL").df()
+                    for n in ("option_chain_snapshots", "gex_surface")}
+
+    def run_range(start: str, end: str) -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            [*pipeline.assets, *pipeline.checks],
+            selection=[pipeline.by_name[n].key for n in ("option_chain_snapshots", "gex_surface")],
+            instance=pipeline.instance, resources=build_resources(pipeline.settings), raise_on_error=False,
+            tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end},
+        )
+
+    other = dt.date(2024, 6, 13)
+    assert all(r.success for d in (other, DAY) for r in pipeline.day(d))
+    per_slot = stored()
+    assert set(per_slot["gex_surface"]["expiration_slot"]) == {1, 2}
+
+    result = run_range(f"{DAY}|1", f"{DAY}|2")
+    assert result.success
+    assert {str(e.partition) for e in result.get_asset_materialization_events()} == {f"{DAY}|1", f"{DAY}|2"}
+    checks = evaluations(result)
+    assert checks["chain_sanity"].passed and checks["gex_reconciliation"].passed
+    assert meta(checks["chain_sanity"], "rows_checked") == (per_slot["option_chain_snapshots"]["session_date"]
+                                                            == pd.Timestamp(DAY)).sum()
+    one_run = stored()
+    for name, frame in per_slot.items():
+        pd.testing.assert_frame_equal(one_run[name], frame, check_like=True)
+
+    # Dagster reads a multi-partition range dimension by dimension (dates 06-13..06-14 x slots 2..1): nothing
+    ragged = run_range(f"{other}|2", f"{DAY}|1")
+    assert not ragged.success
+    (failure,) = ragged.get_step_failure_events()
+    assert "selects no (date, expiration slot) partition" in failure.step_failure_data.user_failure_data.description
+    with pytest.raises(PartitionRunError, match="got 3 of the 2 x 2"):  # a hand-made ragged key list
+        run_chain_keys([f"{other}|2", f"{DAY}|1", f"{DAY}|2"])
+    assert run_chain_keys([f"{DAY}|2", f"{other}|1", f"{DAY}|1", f"{other}|2"]) == [
+        (other, 1), (other, 2), (DAY, 1), (DAY, 2)]
+    for name, frame in per_slot.items():  # nothing written
+        pd.testing.assert_frame_equal(stored()[name], frame, check_like=True)
 
 
 def test_todays_partial_partitions_pass_intraday(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -97,6 +97,21 @@ def rows_of_day(frame: pd.DataFrame, date: dt.date) -> pd.DataFrame:
     return frame[(frame["session_date"] == pd.Timestamp(date)).to_numpy()]
 
 
+def rows_of_slot(frame: pd.DataFrame, slot: int) -> pd.DataFrame:
+    """Rows of ``frame`` (one date's chain or surface) in expiration slot ``slot``."""
+    if frame.empty:
+        return frame
+    return frame[(frame["expiration_slot"] == slot).to_numpy()]
+
+
+def rows_of_partitions(frame: pd.DataFrame, pairs: list[tuple[dt.date, int]]) -> pd.DataFrame:
+    """Rows of ``frame`` (a chain or surface) in any of the ``(date, slot)`` partitions ``pairs``."""
+    if frame.empty:
+        return frame
+    keys = pd.MultiIndex.from_arrays([pd.to_datetime(frame["session_date"]), frame["expiration_slot"].astype(int)])
+    return frame[keys.isin([(pd.Timestamp(d), s) for d, s in pairs])]
+
+
 def build_asset_checks(
     underlying: Underlying,
     settings: Settings,
@@ -158,13 +173,12 @@ def _build(
     def chain_sanity(
         context: dg.AssetCheckExecutionContext, option_chain_snapshots: pd.DataFrame
     ) -> dg.AssetCheckResult:
-        slot, dates = run_chain_keys(context.partition_keys)
         reasons: dict[str, str | None] | None = None
         now = market_calendar.utc_now()
         parts = []
-        for date in dates:
+        for date, slot in run_chain_keys(context.partition_keys):
             key = str(chain_partition_key(date, slot))
-            day = rows_of_day(option_chain_snapshots, date)
+            day = rows_of_slot(rows_of_day(option_chain_snapshots, date), slot)
             if day.empty:
                 reasons = reasons if reasons is not None else empty_reasons(context, chain.key)
                 parts.append((key, empty_partition_problems(reasons.get(key), "the chain")))
@@ -195,24 +209,23 @@ def _build(
     def gex_reconciliation(
         context: dg.AssetCheckExecutionContext, gex_surface: pd.DataFrame, option_chain_snapshots: pd.DataFrame
     ) -> dg.AssetCheckResult:
-        slot, dates = run_chain_keys(context.partition_keys)
         parts = []
         nonempty = []
         reasons: dict[str, str | None] | None = None
-        for date in dates:
+        for date, slot in run_chain_keys(context.partition_keys):
             key = str(chain_partition_key(date, slot))
-            if rows_of_day(gex_surface, date).empty:
+            if rows_of_slot(rows_of_day(gex_surface, date), slot).empty:
                 reasons = reasons if reasons is not None else empty_reasons(context, surface.key)
-                parts.append((key, empty_partition_problems(reasons.get(key), "the surface",
-                                                            len(rows_of_day(option_chain_snapshots, date)))))
+                chain_rows = rows_of_slot(rows_of_day(option_chain_snapshots, date), slot)
+                parts.append((key, empty_partition_problems(reasons.get(key), "the surface", len(chain_rows))))
             else:
-                nonempty.append(date)
-        if nonempty:  # one reconciliation over every non-empty day (snapshots are unique across days)
-            days = pd.Timestamp(nonempty[0]), pd.Timestamp(nonempty[-1])
-            chain_rows = option_chain_snapshots[option_chain_snapshots["session_date"].between(*days).to_numpy()]
-            surface_rows = gex_surface[gex_surface["session_date"].between(*days).to_numpy()]
-            label = (str(chain_partition_key(nonempty[0], slot)) if len(nonempty) == 1
-                     else f"{chain_partition_key(nonempty[0], slot)} .. {chain_partition_key(nonempty[-1], slot)}")
+                nonempty.append((date, slot))
+        for slot in sorted({s for _, s in nonempty}):  # per slot, one reconciliation over its non-empty days
+            pairs = [(d, s) for d, s in nonempty if s == slot]
+            chain_rows = rows_of_partitions(option_chain_snapshots, pairs)
+            surface_rows = rows_of_partitions(gex_surface, pairs)
+            first, last = chain_partition_key(*pairs[0]), chain_partition_key(*pairs[-1])
+            label = str(first) if len(pairs) == 1 else f"{first} .. {last}"
             parts.append((label, validation.validate_surface(surface_rows, chain_rows)))
         return to_check_result(validation.combine("gex_reconciliation", parts))
 
@@ -282,8 +295,12 @@ def _build(
             expected = {d: tracked.of(d) for d in dates}
         surface_rows = gex_surface[gex_surface["expiration_slot"] <= settings.expirations] if len(gex_surface) \
             else gex_surface
-        result = validation.validate_levels_complete(gex_levels, surface_rows, expected,
-                                                     {d for d in dates if session_opened(d, now)})
+        # Opened: past the open's capture grace, or past the open with levels already stored (a refresh of the
+        # open's captured snapshot can land within that grace). Before the open no row may exist.
+        stored = set(pd.to_datetime(gex_levels["session_date"]).dt.date) if len(gex_levels) else set()
+        opened = {d for d in dates if session_opened(d, now)
+                  or (d in stored and market_calendar.session(d).open <= now)}
+        result = validation.validate_levels_complete(gex_levels, surface_rows, expected, opened)
         return to_check_result(result)
 
     return [bars_continuity_and_coverage, chain_sanity, gex_reconciliation, levels_plausibility, levels_complete]

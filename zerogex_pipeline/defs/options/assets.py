@@ -66,7 +66,7 @@ def build_option_chain_snapshots(
         context: dg.AssetExecutionContext, underlying_bars: pd.DataFrame, market_data: MarketDataResource
     ) -> pd.DataFrame:
         try:
-            slot, dates = run_chain_keys(context.partition_keys)
+            pairs = run_chain_keys(context.partition_keys)
         except PartitionRunError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from None
         source = market_data.get_source()
@@ -78,7 +78,7 @@ def build_option_chain_snapshots(
         bars_by_day = {pd.Timestamp(d).date(): f for d, f in underlying_bars.groupby("session_date", sort=False)}
         frames = []
         with TrackedExpirations(underlying, settings, listing) as tracked:
-            for date in dates:
+            for date, slot in pairs:
                 chain, metadata = chain_of_day(context, source, tracked, date, slot,
                                                bars_by_day.get(date, underlying_bars.iloc[0:0]))
                 context.add_asset_metadata(metadata, partition_key=str(chain_partition_key(date, slot)))

@@ -75,18 +75,28 @@ class PartitionRunError(ValueError):
     """A run's partitions cannot be materialized together; the message names them."""
 
 
-def run_chain_keys(keys: Sequence[str | dg.MultiPartitionKey]) -> tuple[int, list[dt.date]]:
-    """``(slot, dates)`` of a chain/surface run's partition keys (one slot, any dates; dates sorted).
+def run_chain_keys(keys: Sequence[str | dg.MultiPartitionKey]) -> list[tuple[dt.date, int]]:
+    """The ``(date, slot)`` pairs of a chain/surface run's partition keys, sorted by date, then slot.
+
+    A run may cover several dates of one slot (a backfill's range runs) or several slots of one date (the
+    intraday refresh: every slot of today in one run), or any full dates × slots rectangle.
 
     Raises:
-        PartitionRunError: the keys span several expiration slots (Dagster's backfills give each slot its own
-            runs; a hand-made range across slots would write one slot's rows under another's key).
+        PartitionRunError: the keys are not a full rectangle of dates × slots. The store replaces a run's
+            partitions as one rectangle (every listed date × every listed slot), so a ragged range such as
+            ``2024-06-13|3 .. 2024-06-14|1`` would delete partitions the run does not write.
     """
-    pairs = [split_chain_key(k) for k in keys]
+    if not keys:
+        raise PartitionRunError("the run's partition range selects no (date, expiration slot) partition: Dagster "
+                                "reads a date|slot range dimension by dimension, so the first slot must not follow "
+                                "the last (e.g. 2024-06-13|1 .. 2024-06-14|3)")
+    pairs = sorted({split_chain_key(k) for k in keys})
+    dates = sorted({d for d, _ in pairs})
     slots = sorted({s for _, s in pairs})
-    if len(slots) != 1:
+    if len(pairs) != len(dates) * len(slots):
         raise PartitionRunError(
-            f"partitions {keys[0]} .. {keys[-1]}: one run materializes one expiration slot, got slots {slots}; "
-            "launch one range per slot (a backfill from the partitions dialog does)"
+            f"partitions {keys[0]} .. {keys[-1]}: a run materializes every listed slot of every listed date, got "
+            f"{len(pairs)} of the {len(dates)} x {len(slots)} (date, slot) pairs; launch one range per slot (a "
+            "backfill from the partitions dialog does) or every slot of each date"
         )
-    return slots[0], sorted({d for d, _ in pairs})
+    return pairs
