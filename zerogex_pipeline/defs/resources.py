@@ -13,6 +13,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from zerogex_pipeline.defs.automation.refresh_barrier import RefreshBarrier
 from zerogex_pipeline.settings import TRADESTATION_CREDENTIAL_VARS, Settings, SettingsError
 from zerogex_pipeline.sources.base import MarketDataSource
 from zerogex_pipeline.sources.simulated import SimulatedMarket
@@ -75,6 +76,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     return {
         "market_data": build_market_data(settings),
         "io_manager": build_io_manager(settings),
+        "refresh_barrier": RefreshBarrier(),
     }
 
 

@@ -5,13 +5,14 @@ them, and the stored levels equal the engine's live levels of the same instant t
 import json
 
 import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 import numpy as np
 import pandas as pd
 import pytest
 
 from zerogex_pipeline import market_calendar
 from zerogex_pipeline.definitions import build_defs, build_underlying_assets
-from zerogex_pipeline.defs.automation.intraday_refresh import STEP_TAG, build_intraday_refresh_sensor
+from zerogex_pipeline.defs.automation.intraday_refresh import AFTER_STEP_TAG, STEP_TAG, build_intraday_refresh_sensor
 from zerogex_pipeline.defs.resources import build_resources
 from zerogex_pipeline.live.clock import EngineClock
 from zerogex_pipeline.live.engine import EngineOptions, StreamEngine
@@ -98,16 +99,21 @@ def test_a_refresh_cycle_from_a_capture(rig, settings: Settings) -> None:
     assert "waiting for the bars refresh" in tick(first.cursor).skip_reason.skip_message
     execute(first.run_requests[0])
 
-    chain = tick(first.cursor)
-    assert [str(r.partition_key) for r in chain.run_requests] == ["2024-06-14|1", "2024-06-14|2", "2024-06-14|3"]
-    assert {k.path[-1] for k in chain.run_requests[0].asset_selection} == {"option_chain_snapshots", "gex_surface"}
-    execute(chain.run_requests[0])
-    assert "waiting for chain refreshes" in tick(chain.cursor).skip_reason.skip_message
-    for request in chain.run_requests[1:]:
-        execute(request)
-    levels = tick(chain.cursor)
-    assert [r.run_key for r in levels.run_requests] == ["spy-2024-06-14T10:00-levels"]
-    execute(levels.run_requests[0])
+    levels = tick(first.cursor)
+    # one run over every expiration slot of the day (one partition range, one run-worker start-up) and, launched
+    # with it, the levels run, which waits for it before loading anything
+    assert [r.run_key for r in levels.run_requests] == ["spy-2024-06-14T10:00-chain", "spy-2024-06-14T10:00-levels"]
+    request, levels_request = levels.run_requests
+    assert request.partition_key is None
+    assert (request.tags[ASSET_PARTITION_RANGE_START_TAG], request.tags[ASSET_PARTITION_RANGE_END_TAG]) == (
+        "2024-06-14|1", "2024-06-14|3")
+    assert {k.path[-1] for k in request.asset_selection} == {"option_chain_snapshots", "gex_surface"}
+    assert levels_request.tags[AFTER_STEP_TAG] == request.tags[STEP_TAG] == "spy-2024-06-14T10:00-chain"
+    assert "waiting for the levels refresh of 2024-06-14T10:00 (missing)" in tick(levels.cursor).skip_reason.skip_message
+    execute(request)
+    slots = {str(k) for k in instance.get_materialized_partitions(dg.AssetKey(["spy", "gex_surface"]))}
+    assert slots == {"2024-06-14|1", "2024-06-14|2", "2024-06-14|3"}
+    execute(levels_request)
     done = tick(levels.cursor)
     assert "finished (success)" in done.skip_reason.skip_message
     assert "already done" in tick(done.cursor).skip_reason.skip_message
@@ -158,8 +164,8 @@ def test_a_complete_capture_skips_the_bars_step(rig, settings: Settings) -> None
     clock.now = newest + pd.Timedelta(seconds=20)
     first = tick(None)
     label = f"{newest.tz_convert('America/New_York'):%Y-%m-%dT%H:%M}"
-    assert [r.run_key for r in first.run_requests] == [f"spy-{label}-chain-{k}" for k in (1, 2, 3)]
-    assert json.loads(first.cursor)["stage"] == "chain"
+    assert [r.run_key for r in first.run_requests] == [f"spy-{label}-chain", f"spy-{label}-levels"]
+    assert json.loads(first.cursor)["stage"] == "levels"
 
 
 def test_skips_while_the_previous_refresh_is_running(rig, settings: Settings) -> None:
@@ -183,4 +189,61 @@ def test_sensor_is_in_the_definitions_and_running_by_default(settings: Settings)
     defs = build_defs(settings)
     sensor = defs.get_sensor_def("spy_intraday_refresh")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert sensor.minimum_interval_seconds == 5
+    assert sensor.minimum_interval_seconds == 1  # every daemon loop (5 s), never skipping one
+
+
+def test_the_levels_run_waits_for_its_chain_run_and_fails_in_one_line_when_it_failed(
+    settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    """The refresh barrier holds the levels run before it loads any input until the awaited chain run succeeded."""
+    import threading
+    import time
+
+    from dagster._core.test_utils import create_run_for_test
+
+    from zerogex_pipeline.defs.automation.refresh_barrier import RefreshBarrier
+
+    assets = build_underlying_assets(SPY, settings)
+
+    def levels_run(step: str, timeout_s: float = 30.0) -> dg.ExecuteInProcessResult:
+        resources = {**build_resources(settings), "refresh_barrier": RefreshBarrier(timeout_s=timeout_s)}
+        return dg.materialize(assets, selection=[assets[-1].key], partition_key="2024-06-14", instance=instance,
+                              resources=resources, tags={AFTER_STEP_TAG: step}, raise_on_error=False)
+
+    def failure_of(result: dg.ExecuteInProcessResult) -> str:
+        events = [e for e in result.all_events if e.is_failure]
+        assert events and not result.success
+        return str(events[0].event_specific_data.error.message)
+
+    chain = create_run_for_test(instance, job_name="__ASSET_JOB", tags={STEP_TAG: "spy-x-chain"},
+                                status=dg.DagsterRunStatus.STARTED)
+    started = time.monotonic()
+    threading.Timer(1.0, lambda: instance.report_run_failed(chain)).start()
+    message = failure_of(levels_run("spy-x-chain"))
+    assert time.monotonic() - started >= 1.0  # it waited while the chain run ran
+    assert f"refresh step spy-x-chain ended failure (run {chain.run_id[:8]}): this run does not refresh from it" in message
+    assert instance.get_latest_materialization_event(assets[-1].key) is None  # nothing written
+
+    message = failure_of(levels_run("spy-y-chain", timeout_s=0.5))
+    assert "refresh step spy-y-chain has not succeeded within 0 s (no run yet)" in message
+
+
+def test_the_opens_capture_refreshed_within_the_capture_grace_passes_its_checks(rig, settings: Settings) -> None:
+    """The refresh of the open's snapshot can land before the 60 s capture grace ends: the blocking checks accept
+    its levels (the open has passed and they are stored), as they did not when the check waited for the grace."""
+    from zerogex_pipeline.defs.checks.asset_checks import build_asset_checks
+
+    clock, tick, _, instance = rig
+    capture(settings, instance, "2024-06-14 09:28:30", "2024-06-14 09:30:30")
+    clock.now = at("2024-06-14 09:30:40")
+    result = tick(None)
+    assert [r.run_key.rsplit("-", 1)[1] for r in result.run_requests] == ["chain", "levels"]
+    assets = build_underlying_assets(SPY, settings)
+    checks = build_asset_checks(SPY, settings, *assets)
+    for request in result.run_requests:
+        run = dg.materialize([*assets, *checks], selection=request.asset_selection, partition_key=request.partition_key,
+                             instance=instance, resources=build_resources(settings), tags=request.tags,
+                             raise_on_error=False)
+        evaluations = {e.check_name: e.passed for e in run.get_asset_check_evaluations()}
+        assert run.success and evaluations and all(evaluations.values()), evaluations
+    assert evaluations == {"levels_plausibility": True, "levels_complete": True}

@@ -6,11 +6,14 @@ arrived while a refresh ran), staged over sensor ticks because the assets have d
 
 1. ``bars`` (only when the day's capture has gaps, which the chain fills from bars): today's
    ``underlying_bars``, read from the captured bars (the source is asked only for bars the capture lacks);
-2. ``chain``: one run per expiration slot (``1`` .. ``ZEROGEX_EXPIRATIONS``: the k-th nearest listed expiration,
-   which the capture tracks too) for ``option_chain_snapshots`` + ``gex_surface``; the chain takes the captured
-   snapshots as they are, so a complete capture makes no source request at all, and a slot the capture lacks is
-   rebuilt from the source (the levels need every tracked expiration);
-3. ``levels``: when every chain run has finished, one run for today's ``gex_levels``.
+2. ``chain``: one run of ``option_chain_snapshots`` + ``gex_surface`` over every expiration slot of today (``1``
+   .. ``ZEROGEX_EXPIRATIONS``: the k-th nearest listed expiration, which the capture tracks too; one partition
+   range, so one run-worker start-up instead of one per slot); the chain takes the captured snapshots as they
+   are, so a complete capture makes no source request at all, and a slot the capture lacks is rebuilt from the
+   source (the levels need every tracked expiration);
+3. ``levels``: one run for today's ``gex_levels``, launched together with the chain run. It starts up while the
+   chain run works and waits, before it loads any input, until the chain run succeeded (tag ``zerogex/after_step``,
+   :mod:`zerogex_pipeline.defs.automation.refresh_barrier`); it fails in one line when the chain run failed.
 
 Run keys make each step happen once per captured snapshot. Without a capture (the engine is not running)
 nothing is refreshed: the sensor says so, and the capture check fails during the session. Time comes from an
@@ -25,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 
 import dagster as dg
 import pandas as pd
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from zerogex_pipeline import market_calendar
 from zerogex_pipeline.defs.capture.assets import capture_keys
@@ -35,6 +39,8 @@ from zerogex_pipeline.underlyings import Underlying
 Clock = Callable[[], pd.Timestamp]
 REFRESH_TAG = "zerogex/refresh"
 STEP_TAG = "zerogex/refresh_step"
+AFTER_STEP_TAG = "zerogex/after_step"
+"""A run with this tag waits for the run of that refresh step to succeed (``RefreshBarrier``)."""
 PRIORITY_TAG = "dagster/priority"
 REFRESH_PRIORITY = "10"
 """Refresh runs jump the run queue (and the pool's slot queue) ahead of backfill runs (priority 0)."""
@@ -111,24 +117,30 @@ def build_intraday_refresh_sensor(
     settings: Settings,
     assets: list[dg.AssetsDefinition],
     clock: Clock = market_calendar.utc_now,
-    minimum_interval_seconds: int = 5,
+    minimum_interval_seconds: int = 1,
 ) -> dg.SensorDefinition:
     """The refresh sensor of ``underlying`` over its four core assets (bars, chain, surface, levels)."""
     bars, chain, surface, levels = assets
     captured_quotes, _, _ = capture_keys(underlying)
 
-    def run_request(step: str, label: str, selection: list[dg.AssetsDefinition],
-                    partition_key: str | dg.MultiPartitionKey) -> dg.RunRequest:
+    def run_request(step: str, label: str, selection: list[dg.AssetsDefinition], partition_key: str | None,
+                    tags: dict[str, str] | None = None) -> dg.RunRequest:
         return dg.RunRequest(
             run_key=f"{underlying.key}-{label}-{step}",
             asset_selection=[a.key for a in selection],
             partition_key=partition_key,
             tags={REFRESH_TAG: f"{underlying.key}-{label}", STEP_TAG: f"{underlying.key}-{label}-{step}",
-                  PRIORITY_TAG: REFRESH_PRIORITY},
+                  PRIORITY_TAG: REFRESH_PRIORITY, **(tags or {})},
         )
 
-    def chain_requests(label: str, day: str, slots: list[str]) -> list[dg.RunRequest]:
-        return [run_request(f"chain-{k}", label, [chain, surface], chain_partition_key(day, k)) for k in slots]
+    def chain_and_levels_requests(label: str, day: str, slots: list[str]) -> list[dg.RunRequest]:
+        """The chain + surface run of every slot (one partition range), then the levels run that waits for it."""
+        first, last = chain_partition_key(day, slots[0]), chain_partition_key(day, slots[-1])
+        chain_run = (run_request("chain", label, [chain, surface], str(first)) if len(slots) == 1 else
+                     run_request("chain", label, [chain, surface], None,
+                                 {ASSET_PARTITION_RANGE_START_TAG: str(first), ASSET_PARTITION_RANGE_END_TAG: str(last)}))
+        after = {AFTER_STEP_TAG: chain_run.tags[STEP_TAG]}
+        return [chain_run, run_request("levels", label, [levels], day, after)]
 
     @dg.sensor(
         name=f"{underlying.key}_intraday_refresh",
@@ -162,16 +174,12 @@ def build_intraday_refresh_sensor(
             state = _step_state(instance, f"{underlying.key}-{label}-bars")
             if state in ("missing", "running"):
                 return dg.SensorResult(skip_reason=f"waiting for the bars refresh of {label} ({state})")
-            cursor.stage = "chain"
-            return dg.SensorResult(run_requests=chain_requests(label, day, cursor.slots), cursor=cursor.dump())
-
-        if cursor.stage == "chain":
-            states = {k: _step_state(instance, f"{underlying.key}-{label}-chain-{k}") for k in cursor.slots}
-            waiting = [e for e, s in states.items() if s in ("missing", "running")]
-            if waiting:
-                return dg.SensorResult(skip_reason=f"waiting for chain refreshes of {label}: {', '.join(waiting)}")
             cursor.stage = "levels"
-            return dg.SensorResult(run_requests=[run_request("levels", label, [levels], day)], cursor=cursor.dump())
+            return dg.SensorResult(run_requests=chain_and_levels_requests(label, day, cursor.slots),
+                                   cursor=cursor.dump())
+
+        if cursor.stage == "chain":  # a cursor of the earlier per-slot chain runs: refresh the newest capture anew
+            cursor.stage = "done"
 
         if cursor.stage == "levels":
             state = _step_state(instance, f"{underlying.key}-{label}-levels")
@@ -191,8 +199,8 @@ def build_intraday_refresh_sensor(
         label = snapshot_label(latest.snapshot)
         slots = slot_keys(settings.expirations)
         gaps = latest.coverage_pct < 100.0 or bool(latest.missing)
-        next_cursor = RefreshCursor(latest.snapshot.isoformat(), "bars" if gaps else "chain", slots)
-        requests = ([run_request("bars", label, [bars], day)] if gaps else chain_requests(label, day, slots))
+        next_cursor = RefreshCursor(latest.snapshot.isoformat(), "bars" if gaps else "levels", slots)
+        requests = ([run_request("bars", label, [bars], day)] if gaps else chain_and_levels_requests(label, day, slots))
         return dg.SensorResult(run_requests=requests, cursor=next_cursor.dump())
 
     return intraday_refresh
