@@ -143,6 +143,10 @@ def bench_refresh(speed: float = 4.4, captures: int = 6) -> None:
     home = tmp / "dagster_home"
     home.mkdir()
     shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    import dagster as dg
+
+    instance = dg.DagsterInstance.get()  # its SQLite storage made before the daemon and the engine open it too
     start = at(f"{DAY} 09:28")
     clock = ReplayClock(start, speed, time.time() + 3.0)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ZEROGEX_", "TRADESTATION_", "DAGSTER_"))}
@@ -161,17 +165,6 @@ def bench_refresh(speed: float = 4.4, captures: int = 6) -> None:
             log = open(tmp / f"{name}.log", "w")  # noqa: SIM115
             procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
                                           start_new_session=True))
-        os.environ["DAGSTER_HOME"] = str(home)
-        import dagster as dg
-
-        for attempt in range(20):  # the daemon creates the instance's SQLite tables as it starts: do not race it
-            try:
-                instance = dg.DagsterInstance.get()
-                break
-            except Exception:
-                if attempt == 19:
-                    raise
-                time.sleep(0.5)
         wanted = [at(f"{DAY} 09:30") + pd.Timedelta(minutes=5 * k) for k in range(captures)]
         deadline = time.monotonic() + (5 * 60 * captures) / speed + 180
         results: dict[pd.Timestamp, float] = {}
