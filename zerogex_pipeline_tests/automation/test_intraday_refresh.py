@@ -5,14 +5,18 @@ them, and the stored levels equal the engine's live levels of the same instant t
 import json
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 import numpy as np
 import pandas as pd
 import pytest
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from zerogex_pipeline import market_calendar
 from zerogex_pipeline.definitions import build_defs, build_underlying_assets
-from zerogex_pipeline.defs.automation.intraday_refresh import AFTER_STEP_TAG, STEP_TAG, build_intraday_refresh_sensor
+from zerogex_pipeline.defs.automation.intraday_refresh import (
+    AFTER_STEP_TAG,
+    STEP_TAG,
+    build_intraday_refresh_sensor,
+)
 from zerogex_pipeline.defs.resources import build_resources
 from zerogex_pipeline.live.clock import EngineClock
 from zerogex_pipeline.live.engine import EngineOptions, StreamEngine
