@@ -56,6 +56,14 @@ class StreamStatus:
         """Connected, initial snapshot complete, and heard from within ``liveness_s``."""
         return self.connected and self.complete and now - self.last_message <= liveness_s
 
+    def went_down(self, now: float, starved: bool = False) -> None:
+        """Mark it down at ``now``. Its outage began when it was last heard from (a silent death: before it was
+        noticed) or, when it starved (heartbeats only), when it last sent data: its heartbeats carried nothing."""
+        self.connected = False
+        self.complete = False
+        if self.down_since is None:
+            self.down_since = min(now, self.last_data if starved else self.last_message)
+
     def heard(self, now: float) -> None:
         """Record a message (data or heartbeat) on the current connection."""
         self.last_message = now

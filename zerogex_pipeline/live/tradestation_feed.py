@@ -289,7 +289,7 @@ class TradeStationFeed:
             def dropped(reason: str) -> None:
                 if reason == "GoAway":  # the connection was alive until the server said goodbye
                     status.heard(time.monotonic())
-                self._down(status, reason)
+                self._down(status, reason, starved="starved" in reason)
 
             stream = make()
             stream.yield_heartbeats = True
@@ -319,6 +319,8 @@ class TradeStationFeed:
                         if underlying is not None and self._starved(status, underlying, now):
                             log.warning("stream %s: no data for %.1f s while %s moved: starved; reconnecting",
                                         status.label, now - status.last_data, underlying.name)
+                            if status.down_since is None:  # nothing came since its last data (see _down)
+                                status.down_since = status.last_data
                             stream.reconnect()
                     elif msg.get("StreamStatus") == "EndSnapshot":
                         completion.done = True
@@ -349,13 +351,10 @@ class TradeStationFeed:
             log.warning("stream %s is down; reopening in %.0f s", status.label, pause)
             self._stop.wait(pause)
 
-    def _down(self, status: StreamStatus, reason: str) -> None:
+    def _down(self, status: StreamStatus, reason: str, starved: bool = False) -> None:
         if status.connected:
             log.info("stream %s: connection ended (%s)", status.label, reason)
-        status.connected = False
-        status.complete = False
-        if status.down_since is None:  # the outage began when it was last heard from (a silent death: earlier)
-            status.down_since = min(time.monotonic(), status.last_message)
+        status.went_down(time.monotonic(), starved)
 
     def _up(self, status: StreamStatus) -> None:
         if status.down_since is not None and status.connections > 1:

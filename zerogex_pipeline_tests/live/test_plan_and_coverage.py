@@ -92,3 +92,24 @@ def test_coverage_outside_the_session_passes() -> None:
     after = capture_coverage(s, 5, _captured([], 3), 3, at("2024-07-03 13:05"))
     assert before.ok and not before.in_session and "has not opened" in before.message
     assert after.ok and not after.in_session and "is over" in after.message
+
+
+def test_an_outage_begins_when_the_stream_last_said_something_that_counts() -> None:
+    """A dropped or silently dead stream was out since it was last heard from; a starved one (heartbeats only) since
+    its last data: snapshot instants in between fall inside the recorded outage, not outside it."""
+    from zerogex_pipeline.live.feed import StreamStatus
+
+    def status() -> StreamStatus:
+        s = StreamStatus(1, "spot", "quotes SPY", connected=True, complete=True)
+        s.last_data = 100.0
+        s.heard(130.0)  # heartbeats until 130
+        return s
+
+    dropped, dead, starved = status(), status(), status()
+    dropped.went_down(131.0)
+    dead.went_down(200.0)  # noticed long after its last heartbeat
+    starved.went_down(131.0, starved=True)
+    assert (dropped.down_since, dead.down_since, starved.down_since) == (130.0, 130.0, 100.0)
+    assert not starved.connected and not starved.complete
+    starved.went_down(140.0)  # the reconnect's own drop keeps the outage's start
+    assert starved.down_since == 100.0
