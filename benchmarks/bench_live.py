@@ -132,6 +132,13 @@ def bench_faults() -> None:
           f"{check.expected_pairs - check.captured_pairs} lost inside {outages} recorded outages, "
           f"{len(check.missing_outside_outages)} missing outside them, {check.duplicates} duplicated, "
           f"{len(check.mismatches)} untrue; requests {r.emulator_stats['requests']}")
+    for instant, symbol, expiration in check.missing_outside_outages:  # what happened around each, to diagnose
+        near = [f"{t.tz_convert('America/New_York'):%H:%M:%S} {name} on {target}" for t, name, target in r.faults
+                if abs((t - instant).total_seconds()) <= 600]
+        spans = [f"{label} {a.tz_convert('America/New_York'):%H:%M:%S}-{b.tz_convert('America/New_York'):%H:%M:%S}"
+                 for label, spans_ in r.outages.items() for a, b in spans_ if abs((a - instant).total_seconds()) <= 600]
+        print(f"  missing outside outages: {instant.tz_convert('America/New_York'):%H:%M} {symbol} {expiration}; "
+              f"faults within 10 min: {'; '.join(near) or 'none'}; outages within 10 min: {'; '.join(spans) or 'none'}")
 
 
 def bench_refresh(speed: float = 4.4, captures: int = 6) -> None:
