@@ -35,6 +35,18 @@ def pipeline_logger_restored() -> Iterator[None]:
     logger.handlers[:] = handlers
 
 
+@pytest.fixture(autouse=True)
+def no_defs_state_storage_left_behind() -> Iterator[None]:
+    """Each test starts and ends with no current Dagster definitions-state storage. A ``DagsterInstance`` used as a
+    context manager sets one (a weak reference to itself) and resets it on exit; instances exited out of order leave
+    an earlier one set, and once it is collected every later ``Definitions`` load fails with "Attempted to resolve
+    undefined DagsterInstance weakref" (seen in CI, in tests far from the one that leaked it)."""
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with set_defs_state_storage(None):
+        yield
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Default settings (simulated source, embedded store) with the data dir in a temp folder."""
