@@ -132,6 +132,8 @@ def bench_faults() -> None:
           f"{check.expected_pairs - check.captured_pairs} lost inside {outages} recorded outages, "
           f"{len(check.missing_outside_outages)} missing outside them, {check.duplicates} duplicated, "
           f"{len(check.mismatches)} untrue; requests {r.emulator_stats['requests']}")
+    for mismatch in check.mismatches:
+        print(f"  untrue: {mismatch}")
     for instant, symbol, expiration in check.missing_outside_outages:  # what happened around each, to diagnose
         near = [f"{t.tz_convert('America/New_York'):%H:%M:%S} {name} on {target}" for t, name, target in r.faults
                 if abs((t - instant).total_seconds()) <= 600]

@@ -430,7 +430,7 @@ class StreamEngine:
                 for e in tracked:
                     key = (u.key, e)
                     o = opened[key]
-                    down = self.feed.registry.not_live([spot_ids[u.key], *o.stream_ids])
+                    down = self.feed.registry.not_live_at([spot_ids[u.key], *o.stream_ids], crossed)
                     quiet = self._quiet_since_open(session, instant, crossed, [o])
                     if snap is None or down or quiet or spot_age > self.options.spot_max_age_s:
                         why = (f"stream not live at the instant: {down[0].label}" if down else "no live state"
@@ -479,7 +479,7 @@ class StreamEngine:
         for p in pending:
             verdicts: dict[tuple[str, dt.date], bool | None] = {}
             for key, required in p.required.items():
-                states_ = [registry.get(sid).alive_after(conn, p.cut_wall - self.options.settle_s)
+                states_ = [registry.get(sid).alive_after(conn, p.crossed_wall)
                            for sid, conn in required.items()]
                 verdicts[key] = False if False in states_ else (None if None in states_ else True)
             expired = time.monotonic() - p.cut_wall > registry.liveness_s

@@ -64,6 +64,13 @@ class StreamStatus:
         if self.down_since is None:
             self.down_since = min(now, self.last_data if starved else self.last_message)
 
+    def outage_start(self, now: float, liveness_s: float = LIVENESS_S) -> float | None:
+        """When its current outage began (``None`` while live): when it went down, or, silent but not yet
+        noticed, when it was last heard from."""
+        if self.is_live(now, liveness_s):
+            return None
+        return self.down_since if self.down_since is not None else self.last_message
+
     def heard(self, now: float) -> None:
         """Record a message (data or heartbeat) on the current connection."""
         self.last_message = now
@@ -108,6 +115,18 @@ class StreamRegistry:
         t = time.monotonic() if now is None else now
         with self._lock:
             return [self._streams[i] for i in ids if not self._streams[i].is_live(t, self.liveness_s)]
+
+    def not_live_at(self, ids: Iterable[int], instant: float, now: float | None = None) -> list[StreamStatus]:
+        """The streams among ``ids`` whose current outage began at or before ``instant`` (monotonic seconds): a
+        stream that went down after it had already delivered what was current at the instant."""
+        t = time.monotonic() if now is None else now
+        with self._lock:
+            out = []
+            for i in ids:
+                began = self._streams[i].outage_start(t, self.liveness_s)
+                if began is not None and began <= instant:
+                    out.append(self._streams[i])
+            return out
 
     def open_count(self, kind: str) -> int:
         """Streams of ``kind`` not closed."""

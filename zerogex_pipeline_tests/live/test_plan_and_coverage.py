@@ -113,3 +113,28 @@ def test_an_outage_begins_when_the_stream_last_said_something_that_counts() -> N
     assert not starved.connected and not starved.complete
     starved.went_down(140.0)  # the reconnect's own drop keeps the outage's start
     assert starved.down_since == 100.0
+
+
+def test_a_stream_that_went_down_after_an_instant_still_covers_it() -> None:
+    """An instant is lost to a stream only when the stream's outage began at or before it: one that dropped after
+    the instant had delivered what was current then (a cut taken a moment later must not refuse it), one that is
+    silent but not yet noticed is out since it was last heard from, and one never connected is out."""
+    from zerogex_pipeline.live.feed import StreamRegistry
+
+    registry = StreamRegistry(liveness_s=7.0)
+    dropped, silent, live, never = (registry.register("spot", n) for n in ("a", "b", "c", "d"))
+    for s in (dropped, silent, live):
+        s.connected = s.complete = True
+        s.connections = 1
+        s.down_since = None
+        s.last_data = 100.0
+        s.heard(100.5)
+    live.heard(104.0)
+    never.down_since = 50.0  # registered then
+    dropped.went_down(101.0)  # outage from 100.5 (last heard)
+    now = 108.0  # silent has said nothing for 7.5 s: not live, out since 100.5
+    ids = [s.id for s in (dropped, silent, live, never)]
+    assert [s.label for s in registry.not_live_at(ids, 100.0, now)] == ["d"]
+    assert [s.label for s in registry.not_live_at(ids, 100.5, now)] == ["a", "b", "d"]
+    assert [s.label for s in registry.not_live(ids, now)] == ["a", "b", "d"]
+    assert dropped.alive_after(1, 100.0) is True and dropped.alive_after(1, 100.5) is False
