@@ -30,24 +30,65 @@ def expiration_codes(expiration: pd.Series | np.ndarray, settlement: np.ndarray)
     return np.asarray(inverse, dtype=np.intp).reshape(-1), labels
 
 
+class SurfaceColumns:
+    """The ``gex_surface`` columns the levels read, as numpy arrays converted once for a whole frame (a day or a
+    range of days); :meth:`chain` and :meth:`levels` take one snapshot's rows by position."""
+
+    def __init__(self, rows: pd.DataFrame) -> None:
+        n = len(rows)
+        settlement = rows["settlement"].to_numpy() if "settlement" in rows else np.full(n, "PM")
+        self.codes, self.labels = expiration_codes(rows["expiration"], settlement)
+        self.days = np.asarray(pd.to_datetime(np.asarray(rows["expiration"])).values.astype("datetime64[D]"))
+
+        def both(col: str) -> tuple[np.ndarray, np.ndarray]:
+            return (rows[f"call_{col}"].to_numpy(np.float64, na_value=np.nan),
+                    rows[f"put_{col}"].to_numpy(np.float64, na_value=np.nan))
+
+        self.iv, self.oi = both("iv"), both("oi")
+        self.volume = both("volume") if "call_volume" in rows else None
+        self.spot = rows["spot"].to_numpy(np.float64)
+        self.rate = rows["rate"].to_numpy(np.float64)
+        self.dividend_yield = rows["dividend_yield"].to_numpy(np.float64)
+        self.strike = rows["strike"].to_numpy(np.float64)
+        self.time_to_expiry = rows["time_to_expiry"].to_numpy(np.float64)
+        self.source_codes: np.ndarray | None = None
+        if "call_iv_source" in rows:  # both sides coded into one set of labels; a null source is -1
+            codes, uniques = pd.factorize(pd.concat([rows["call_iv_source"], rows["put_iv_source"]],
+                                                    ignore_index=True))
+            self.source_codes = np.asarray(codes).reshape(2, n)
+            self.sources = [str(u) for u in uniques]
+
+    def chain(self, pos: np.ndarray) -> Chain:
+        """Engine arrays of the rows at ``pos`` (one snapshot; calls then puts)."""
+        n = len(pos)
+        present, codes = np.unique(self.codes[pos], return_inverse=True)
+
+        def both(pair: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+            return np.concatenate([pair[0][pos], pair[1][pos]])
+
+        vol = both(self.volume) if self.volume is not None else np.zeros(2 * n)
+        return Chain(
+            spot=float(self.spot[pos[0]]), r=float(self.rate[pos[0]]), q=float(self.dividend_yield[pos[0]]),
+            strike=np.tile(self.strike[pos], 2), T=np.tile(self.time_to_expiry[pos], 2), iv=both(self.iv),
+            oi=both(self.oi), volume=np.nan_to_num(vol), is_call=np.r_[np.ones(n, dtype=bool), np.zeros(n, dtype=bool)],
+            expiry=np.tile(np.asarray(codes, dtype=np.intp).reshape(-1), 2),
+            expirations=tuple(self.labels[i] for i in present),
+        )
+
+    def levels(self, pos: np.ndarray) -> dict[str, object]:
+        """Levels of the snapshot whose rows are at ``pos``."""
+        sources: dict[str, int] = {}
+        if self.source_codes is not None:
+            codes = self.source_codes[:, pos].ravel()
+            counts = np.bincount(codes[codes >= 0], minlength=len(self.sources))
+            sources = {self.sources[i]: int(c) for i, c in enumerate(counts) if c}
+        listed = [str(d) for d in np.unique(self.days[pos])]
+        return chain_levels(self.chain(pos), sources, listed)
+
+
 def chain_from_surface(rows: pd.DataFrame) -> Chain:
     """Engine arrays of one snapshot from its ``gex_surface`` rows (calls then puts)."""
-    n = len(rows)
-    settlement = rows["settlement"].to_numpy() if "settlement" in rows else np.full(n, "PM")
-    codes, uniques = expiration_codes(rows["expiration"], settlement)
-
-    def both(col: str) -> np.ndarray:
-        return np.concatenate([rows[f"call_{col}"].to_numpy(np.float64, na_value=np.nan),
-                               rows[f"put_{col}"].to_numpy(np.float64, na_value=np.nan)])
-
-    vol = both("volume") if "call_volume" in rows else np.zeros(2 * n)
-    return Chain(
-        spot=float(rows["spot"].iloc[0]), r=float(rows["rate"].iloc[0]), q=float(rows["dividend_yield"].iloc[0]),
-        strike=np.tile(rows["strike"].to_numpy(np.float64), 2),
-        T=np.tile(rows["time_to_expiry"].to_numpy(np.float64), 2), iv=both("iv"), oi=both("oi"),
-        volume=np.nan_to_num(vol), is_call=np.r_[np.ones(n, dtype=bool), np.zeros(n, dtype=bool)],
-        expiry=np.tile(codes, 2), expirations=uniques,
-    )
+    return SurfaceColumns(rows).chain(np.arange(len(rows)))
 
 
 def levels_record(p: Product) -> dict[str, object]:
@@ -96,22 +137,17 @@ def chain_levels(chain: Chain, iv_sources: dict[str, int], expirations: list[str
 
 def snapshot_levels(rows: pd.DataFrame) -> dict[str, object]:
     """Levels of one snapshot from its ``gex_surface`` rows across expirations."""
-    sources: dict[str, int] = {}
-    if "call_iv_source" in rows:
-        counts = pd.concat([rows["call_iv_source"], rows["put_iv_source"]]).value_counts()
-        sources = {str(k): int(v) for k, v in counts.items()}
-    listed = list(pd.to_datetime(rows["expiration"].unique()).strftime("%Y-%m-%d"))
-    return chain_levels(chain_from_surface(rows), sources, listed)
+    return SurfaceColumns(rows).levels(np.arange(len(rows)))
 
 
 def build_levels(surface: pd.DataFrame) -> pd.DataFrame:
     """One ``gex_levels`` row per snapshot of a day's ``gex_surface`` rows (all its expirations)."""
     if surface.empty:
         return pd.DataFrame()
+    columns = SurfaceColumns(surface)  # converted once: per snapshot, only positions are taken
+    groups = surface.groupby(["underlying", "session_date", "snapshot_ts"], sort=True).indices
     records = []
-    for (underlying, session_date, snapshot_ts), rows in surface.groupby(
-        ["underlying", "session_date", "snapshot_ts"], sort=True
-    ):
+    for (underlying, session_date, snapshot_ts), pos in sorted(groups.items()):
         records.append({"underlying": underlying, "session_date": session_date, "snapshot_ts": snapshot_ts,
-                        **snapshot_levels(rows)})
+                        **columns.levels(np.asarray(pos))})
     return pd.DataFrame.from_records(records)

@@ -509,19 +509,21 @@ def missing_tracked_expirations(surface: pd.DataFrame, tracked: Sequence[dt.date
     ``tracked[k-1]`` and no other expiration, at every snapshot instant of the day's surface (the union over slots).
     """
     require_columns(surface, ["snapshot_ts", "expiration", "expiration_slot"], "gex_surface")
-    instants = set(surface["snapshot_ts"])
-    by_slot = {int(k): rows for k, rows in surface.groupby("expiration_slot", sort=False)} if len(surface) else {}
+    instants_ns = pd.DatetimeIndex(surface["snapshot_ts"]).asi8
+    days = pd.DatetimeIndex(pd.to_datetime(np.asarray(surface["expiration"]))).values.astype("datetime64[D]")
+    slots = surface["expiration_slot"].to_numpy(np.int64)
+    instants = np.unique(instants_ns)
     gaps: list[SlotGap] = []
     for slot, expiration in enumerate(tracked, start=1):
-        rows = by_slot.get(slot)
-        if rows is None:
+        in_slot = slots == slot
+        if not in_slot.any():
             gaps.append((slot, expiration, "no surface stored"))
             continue
-        held = sorted({pd.Timestamp(e).date() for e in rows["expiration"].unique()})
+        held = [dt.date.fromisoformat(str(d)) for d in np.unique(days[in_slot])]
         if held != [expiration]:
             gaps.append((slot, expiration, f"surface stored for {', '.join(map(str, held))} instead"))
             continue
-        lacking = len(instants - set(rows["snapshot_ts"]))
+        lacking = int(np.setdiff1d(instants, instants_ns[in_slot], assume_unique=False).size)
         if lacking:
             gaps.append((slot, expiration, f"{lacking} of {len(instants)} snapshots missing"))
     return gaps

@@ -227,7 +227,10 @@ class PandasFrameTypeHandler(DbTypeHandler[pd.DataFrame]):
     def load_input(self, context: dg.InputContext, table_slice: TableSlice, connection: Any) -> pd.DataFrame:
         ensure_table(connection, table_slice)
         schema, query, params = select_slice(table_slice, "?")
-        return schema.conform(connection.execute(query, params).df())
+        # through Arrow, not .df(): the same conformed frame, 5x faster for ranges of days (10 SPY days, measured:
+        # the surface's 269k rows 1.08 s -> 0.20 s, the chain's 539k rows 1.19 s -> 0.20 s)
+        table = connection.sql(query, params=params).to_arrow_table()
+        return schema.conform(table.to_pandas(date_as_object=False))
 
     @property
     def supported_types(self) -> Sequence[type[object]]:
