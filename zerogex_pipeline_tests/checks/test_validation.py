@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from zerogex_pipeline import market_calendar
 from zerogex_pipeline.analytics import validation as v
-from zerogex_pipeline.analytics.levels import build_levels
+from zerogex_pipeline.analytics.levels import build_levels, snapshot_levels
 from zerogex_pipeline.analytics.surface import build_surface
 from zerogex_pipeline.sources.base import spots_from_bars
 from zerogex_pipeline.sources.simulated import SimulatedMarket
@@ -252,6 +252,63 @@ def test_levels_reconcile_with_the_surface() -> None:
     result = v.validate_levels(levels, surface)
     assert result.passed, result.summary()
     assert float(result.numbers["worst_total_error_rel"] or 0) < 1e-12
+
+
+def _slotted_surface(days: tuple[dt.date, ...]) -> pd.DataFrame:
+    """Every snapshot of ``days`` over their two nearest expirations, each in its expiration slot."""
+    parts = [surface_of(chain).assign(expiration_slot=slot)
+             for day in days for slot, (_, chain) in enumerate(sorted(_day(day)[1].items()), start=1)]
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_levels_of_several_days_in_any_row_order_equal_each_snapshot_alone() -> None:
+    """build_levels converts the frame's columns once and takes each snapshot's rows by position: over two days
+    with their rows shuffled, it equals snapshot_levels of each snapshot's rows taken on their own."""
+    surface = _slotted_surface((DAY, DAY - dt.timedelta(days=1))).sample(frac=1.0, random_state=7)
+    surface = surface.reset_index(drop=True)
+    levels = build_levels(surface)
+    expected = pd.DataFrame.from_records([
+        {"underlying": u, "session_date": d, "snapshot_ts": t, **snapshot_levels(rows)}
+        for (u, d, t), rows in surface.groupby(["underlying", "session_date", "snapshot_ts"], sort=True)
+    ])
+    assert len(levels) == 2 * 14 and levels["expirations"].eq(2).all()
+    pd.testing.assert_frame_equal(levels, expected, check_exact=True)
+
+
+def _gaps_by_sets(surface: pd.DataFrame, tracked: list[dt.date]) -> list[v.SlotGap]:
+    """The rule of missing_tracked_expirations, written plainly with Python sets (the oracle)."""
+    instants = set(surface["snapshot_ts"])
+    gaps: list[v.SlotGap] = []
+    for slot, expiration in enumerate(tracked, start=1):
+        rows = surface[surface["expiration_slot"] == slot]
+        held = sorted({pd.Timestamp(e).date() for e in rows["expiration"]})
+        if rows.empty:
+            gaps.append((slot, expiration, "no surface stored"))
+        elif held != [expiration]:
+            gaps.append((slot, expiration, f"surface stored for {', '.join(map(str, held))} instead"))
+        elif lacking := len(instants - set(rows["snapshot_ts"])):
+            gaps.append((slot, expiration, f"{lacking} of {len(instants)} snapshots missing"))
+    return gaps
+
+
+@pytest.mark.parametrize("case", ["complete", "one snapshot short", "slot 1 missing", "reversed", "wrong date",
+                                  "a third slot"])
+def test_missing_tracked_expirations_agrees_with_a_set_oracle(case: str) -> None:
+    surface = _slotted_surface((DAY,))
+    tracked = sorted(_day(DAY)[1])
+    last = surface["snapshot_ts"].max()
+    surface, tracked = {
+        "complete": (surface, tracked),
+        "one snapshot short": (surface[~((surface["expiration_slot"] == 2) & (surface["snapshot_ts"] == last))],
+                               tracked),
+        "slot 1 missing": (surface[surface["expiration_slot"] != 1], tracked),
+        "reversed": (surface, tracked[::-1]),
+        "wrong date": (surface, [dt.date(2020, 1, 3), tracked[1]]),
+        "a third slot": (surface, [*tracked, tracked[-1] + dt.timedelta(days=7)]),
+    }[case]
+    gaps = v.missing_tracked_expirations(surface, tracked)
+    assert gaps == _gaps_by_sets(surface, tracked)
+    assert (gaps == []) == (case == "complete")
 
 
 def _set(column: str, value_of):
