@@ -108,6 +108,8 @@ def bench_session() -> None:
           f"{len(check.missing_outside_outages)} missing outside outages, {check.duplicates} duplicated, "
           f"{len(check.mismatches)} untrue; feed lag {sorted(set(check.lags_s))} s; not streamed: "
           f"{r.stats.not_streamed or 'none'}")
+    for mismatch in check.mismatches[:20]:
+        print(f"  untrue: {mismatch}")
     print(f"  engine CPU {r.cpu_s:.1f} s = {100 * r.cpu_s / r.wall_s:.1f}% of one core at 10x; "
           f"{100 * r.cpu_s / market_s:.2f}% per market second ({intervals} live-levels rows; compute median "
           f"{np.median(r.stats.compute_ms):.1f} ms, p95 {_pct(r.stats.compute_ms, 95):.1f} ms)")

@@ -307,8 +307,15 @@ def _compare_truth(u: Underlying, session: market_calendar.TradingSession, t: pd
                 found = moment
                 break
         if found is None:
+            share = {}
+            for k in (*CANDIDATE_STEPS, -4, -5, -6):  # which steps its rows come from: split = mixed, one = stale
+                moment = instant.step_time(u, session, t) + k * STEP
+                truth = instant.window_rows(u, session, moment, e, strikes).set_index("symbol")
+                share[int(k * STEP.total_seconds())] = _matching_rows(rows, truth)
+            shares = ", ".join(f"{k:+d} s: {n}" for k, n in sorted(share.items()) if n)
             out.append(f"{u.name} {t} {e}: the captured {kind}-stream quotes are not the market at any step from "
-                       f"{-3 * STEP} to {STEP} around the instant (stale or mixed)")
+                       f"{-3 * STEP} to {STEP} around the instant; of its {len(rows)} rows, those equal to the "
+                       f"market at each step: {shares or 'none'}")
             continue
         moments.append(found)
         if lags is not None:
@@ -319,15 +326,23 @@ def _compare_truth(u: Underlying, session: market_calendar.TradingSession, t: pd
 
 
 def _matches(part: pd.DataFrame, truth: pd.DataFrame) -> bool:
+    return _matching_rows(part, truth, stop_at_first_miss=True) == len(part)
+
+
+def _matching_rows(part: pd.DataFrame, truth: pd.DataFrame, stop_at_first_miss: bool = False) -> int:
+    """Rows of ``part`` equal to ``truth`` (bid, ask, OI; IV and gamma for chain-stream rows)."""
+    n = 0
     for r in part.itertuples():
-        if r.symbol not in truth.index:
-            return False
-        x = truth.loc[r.symbol]
-        checks = [(float(num(x["bid"])), r.bid), (float(num(x["ask"])), r.ask),
-                  (float(x["open_interest"]), float(r.open_interest))]
-        if r.stream == "chain":
-            checks += [(float(num(x["iv"], 4)), r.iv), (float(num(x["gamma"], 6)), r.gamma)]
-        for want, have in checks:
-            if not (want == have or (np.isnan(want) and np.isnan(have))):
-                return False
-    return True
+        equal = r.symbol in truth.index
+        if equal:
+            x = truth.loc[r.symbol]
+            checks = [(float(num(x["bid"])), r.bid), (float(num(x["ask"])), r.ask),
+                      (float(x["open_interest"]), float(r.open_interest))]
+            if r.stream == "chain":
+                checks += [(float(num(x["iv"], 4)), r.iv), (float(num(x["gamma"], 6)), r.gamma)]
+            equal = all(want == have or (np.isnan(want) and np.isnan(have)) for want, have in checks)
+        if equal:
+            n += 1
+        elif stop_at_first_miss:
+            return n
+    return n
