@@ -118,7 +118,7 @@ def table_digests(path: Path) -> dict[str, tuple[int, str]]:
 
     The digest is the sum over rows of DuckDB's 64-bit ``hash`` of the row's columns, computed in the database: two
     tables with the same rows (any order) have the same count and digest, and one changed value changes it. (An
-    MD5 of every row read into Python took about 6 minutes for a year of chain rows.)
+    MD5 of every row read into Python had not finished after 10 minutes for a year of chain rows.)
     """
     import duckdb
 

@@ -38,7 +38,6 @@ class SurfaceColumns:
         n = len(rows)
         settlement = rows["settlement"].to_numpy() if "settlement" in rows else np.full(n, "PM")
         self.codes, self.labels = expiration_codes(rows["expiration"], settlement)
-        self.days = np.asarray(pd.to_datetime(np.asarray(rows["expiration"])).values.astype("datetime64[D]"))
 
         def both(col: str) -> tuple[np.ndarray, np.ndarray]:
             return (rows[f"call_{col}"].to_numpy(np.float64, na_value=np.nan),
@@ -82,8 +81,8 @@ class SurfaceColumns:
             codes = self.source_codes[:, pos].ravel()
             counts = np.bincount(codes[codes >= 0], minlength=len(self.sources))
             sources = {self.sources[i]: int(c) for i, c in enumerate(counts) if c}
-        listed = [str(d) for d in np.unique(self.days[pos])]
-        return chain_levels(self.chain(pos), sources, listed)
+        chain = self.chain(pos)
+        return chain_levels(chain, sources, [label[:10] for label in chain.expirations])  # "YYYY-MM-DD[ AM]"
 
 
 def chain_from_surface(rows: pd.DataFrame) -> Chain:

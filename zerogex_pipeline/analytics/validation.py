@@ -523,7 +523,7 @@ def missing_tracked_expirations(surface: pd.DataFrame, tracked: Sequence[dt.date
         if held != [expiration]:
             gaps.append((slot, expiration, f"surface stored for {', '.join(map(str, held))} instead"))
             continue
-        lacking = int(np.setdiff1d(instants, instants_ns[in_slot], assume_unique=False).size)
+        lacking = int(np.setdiff1d(instants, instants_ns[in_slot]).size)
         if lacking:
             gaps.append((slot, expiration, f"{lacking} of {len(instants)} snapshots missing"))
     return gaps
