@@ -303,6 +303,7 @@ class TradeStationFeed:
                 return
             connection = 0
             completion = _Completion(expected)
+            unapplied_since: float | None = None
             try:
                 for msg in stream:
                     self._flowing.wait()  # a cut in progress (see paused): the message waits, the socket buffers
@@ -326,12 +327,14 @@ class TradeStationFeed:
                         completion.done = True
                     else:
                         handle(msg, completion)
-                        status.last_data = now
-                    if not stream.more_in_chunk:
+                        unapplied_since = now if unapplied_since is None else unapplied_since
+                    if unapplied_since is not None and (not stream.more_in_chunk
+                                                        or (completion.done and not status.complete)):
                         self._apply(status.id)
+                        status.last_data = unapplied_since  # data counts once the book holds it (a cut reads both)
+                        unapplied_since = None
                     status.heard(now)
                     if completion.done and not status.complete:
-                        self._apply(status.id)
                         status.complete = True
                         self._up(status)
             except TradeStationError as exc:
