@@ -47,6 +47,17 @@ def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
+def _send_lag(emulator_stats: dict[str, object]) -> str:
+    """The emulator's own delay (market seconds from a path step's start to its option batch written): a truth
+    finding is the engine's only while this stays within a step."""
+    lag = emulator_stats.get("option_send_lag_s") or {}
+    assert isinstance(lag, dict)
+    if not lag.get("count"):
+        return "emulator option-stream send lag: no batch recorded"
+    return (f"emulator option-stream send lag (market s from a step's start to its batch written, "
+            f"{lag['count']} batches): p50 {lag['p50']:.2f}, p95 {lag['p95']:.2f} (one step = 10 s)")
+
+
 def bench_compute() -> None:
     from zerogex_pipeline.analytics.cboe import read_cboe_csv
     from zerogex_pipeline.live.book import UnderlyingState
@@ -110,6 +121,7 @@ def bench_session() -> None:
           f"{r.stats.not_streamed or 'none'}")
     for mismatch in check.mismatches[:20]:
         print(f"  untrue: {mismatch}")
+    print(f"  {_send_lag(r.emulator_stats)}")
     print(f"  engine CPU {r.cpu_s:.1f} s = {100 * r.cpu_s / r.wall_s:.1f}% of one core at 10x; "
           f"{100 * r.cpu_s / market_s:.2f}% per market second ({intervals} live-levels rows; compute median "
           f"{np.median(r.stats.compute_ms):.1f} ms, p95 {_pct(r.stats.compute_ms, 95):.1f} ms)")
@@ -136,6 +148,7 @@ def bench_faults() -> None:
           f"{len(check.mismatches)} untrue; requests {r.emulator_stats['requests']}")
     for mismatch in check.mismatches:
         print(f"  untrue: {mismatch}")
+    print(f"  {_send_lag(r.emulator_stats)}")
     for instant, symbol, expiration in check.missing_outside_outages:  # what happened around each, to diagnose
         near = [f"{t.tz_convert('America/New_York'):%H:%M:%S} {name} on {target}" for t, name, target in r.faults
                 if abs((t - instant).total_seconds()) <= 600]

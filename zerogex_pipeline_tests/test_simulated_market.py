@@ -172,3 +172,33 @@ def test_strike_window_follows_each_snapshots_spot() -> None:
 def test_unlisted_and_expired_expirations_give_empty_frames() -> None:
     assert chain_for(SPY, DAY, dt.date(2024, 6, 13)).empty  # already expired
     assert chain_for(SPY, DAY, dt.date(2024, 8, 30)).empty  # a daily not yet listed
+
+
+def _ny(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text, tz="America/New_York").tz_convert("UTC")
+
+
+@pytest.mark.parametrize(("now", "expected"), [
+    ("2026-11-25 10:00:05", "2026-11-25 10:00:10"),  # within a step: the next 10-second step
+    ("2026-11-25 10:00:10", "2026-11-25 10:00:20"),  # at a step's start: the one after it
+    ("2026-11-25 09:24:00", "2026-11-25 09:30:00"),  # before the open: the open
+    ("2026-11-25 15:59:55", "2026-11-25 16:00:00"),  # the close is the session's last step
+    ("2026-11-25 16:00:00", "2026-11-27 09:30:00"),  # after it: the next session's open (Thanksgiving between)
+    ("2026-11-28 12:00:00", "2026-11-30 09:30:00"),  # a Saturday: Monday's open
+])
+def test_next_step_is_the_first_path_step_after_now(now: str, expected: str) -> None:
+    from zerogex_pipeline.sources.simulated.instant import next_step, step_time
+
+    s, step = next_step(SPX, _ny(now))
+    assert step == _ny(expected) and s.date == step.tz_convert("America/New_York").date()
+    assert step_time(SPX, s, step) == step  # a step's start, as the emulator's streams price it
+
+
+def test_next_step_leaves_no_step_between_now_and_it() -> None:
+    from zerogex_pipeline.sources.simulated.instant import next_step, step_time
+
+    s = session("2026-11-25")
+    for offset in np.random.default_rng(3).uniform(0, (s.close - s.open).total_seconds() - 1, 200):
+        now = s.open + pd.Timedelta(seconds=float(offset))
+        _, step = next_step(SPX, now)
+        assert step > now and step_time(SPX, s, step - pd.Timedelta(microseconds=1)) == step_time(SPX, s, now)

@@ -23,12 +23,14 @@ from zerogex_pipeline.underlyings import Underlying
 
 def market_day(now: pd.Timestamp) -> TradingSession:
     """The session whose data is "current" at ``now``: today's once open, else the previous one."""
-    local = now.tz_convert(market_calendar.NEW_YORK).date()
-    day = market_calendar.previous_session_on_or_before(local)
-    s = market_calendar.session(day)
-    if s.open > now:
-        s = market_calendar.session(market_calendar.previous_session_on_or_before(day - dt.timedelta(days=1)))
-    return s
+    s = _session_on_or_before(now.tz_convert(market_calendar.NEW_YORK).date())
+    return _session_on_or_before(s.date - dt.timedelta(days=1)) if s.open > now else s
+
+
+@lru_cache(maxsize=64)
+def _session_on_or_before(local: dt.date) -> TradingSession:
+    """The last session on or before New York date ``local`` (asked at every stream tick: cached)."""
+    return market_calendar.session(market_calendar.previous_session_on_or_before(local))
 
 
 @lru_cache(maxsize=64)
@@ -37,9 +39,15 @@ def steps(u: Underlying, day: dt.date) -> pd.Series:
     return price_path.intraday_steps(u, market_calendar.session(day))
 
 
+@lru_cache(maxsize=64)
+def _step_starts_ns(u: Underlying, day: dt.date) -> np.ndarray:
+    """:func:`steps`' index as int64 nanoseconds (a numpy search is ~50x cheaper than a DatetimeIndex one)."""
+    return steps(u, day).index.asi8.copy()
+
+
 def _step_index(u: Underlying, s: TradingSession, ts: pd.Timestamp) -> int:
-    path = steps(u, s.date)
-    return max(int(path.index.searchsorted(min(max(ts, s.open), s.close), side="right")) - 1, 0)
+    clamped = min(max(ts.value, s.open.value), s.close.value)
+    return max(int(np.searchsorted(_step_starts_ns(u, s.date), clamped, side="right")) - 1, 0)
 
 
 def step_time(u: Underlying, s: TradingSession, ts: pd.Timestamp) -> pd.Timestamp:
@@ -47,13 +55,25 @@ def step_time(u: Underlying, s: TradingSession, ts: pd.Timestamp) -> pd.Timestam
     return pd.Timestamp(steps(u, s.date).index[_step_index(u, s, ts)])
 
 
+def next_step(u: Underlying, now: pd.Timestamp) -> tuple[TradingSession, pd.Timestamp]:
+    """The session and start (UTC) of the first path step after the one in force at ``now``: the next step of the
+    session, else the next session's open (before an open, that session's first step)."""
+    s = market_day(now)
+    starts = _step_starts_ns(u, s.date)
+    i = int(np.searchsorted(starts, now.value, side="right"))
+    if now >= s.open and i < len(starts):
+        return s, pd.Timestamp(int(starts[i]), tz="UTC")
+    following = market_calendar.session(market_calendar.next_session_on_or_after(s.date + dt.timedelta(days=1)))
+    return following, following.open
+
+
 def spot_at(u: Underlying, s: TradingSession, ts: pd.Timestamp) -> float:
     """Underlying price at ``ts`` within session ``s`` (clamped to the session), USD."""
     return float(steps(u, s.date).iloc[_step_index(u, s, ts)])
 
 
-def series_open_interest(u: Underlying, root: str, exp: dt.date, day: dt.date, grid: np.ndarray,
-                         strike: np.ndarray, is_call: np.ndarray, center: float) -> np.ndarray:
+def series_open_interest(u: Underlying, root: str, exp: dt.date, day: dt.date, strike: np.ndarray,
+                         is_call: np.ndarray, center: float) -> np.ndarray:
     """Open interest (contracts) of the requested contracts, drawn once for the whole listed series.
 
     The simulated draw depends on the position of a contract in the array it is drawn with, so drawing
@@ -61,14 +81,32 @@ def series_open_interest(u: Underlying, root: str, exp: dt.date, day: dt.date, g
     chain stream and a quote. Drawing the series' full grid (calls, then puts) makes it a property of
     the contract for the session, as a real open interest is. Strikes off the grid are drawn alone.
     """
-    full = quotes.open_interest(u, root, exp, day, np.concatenate([grid, grid]),
-                                np.concatenate([np.ones(len(grid), bool), np.zeros(len(grid), bool)]), center)
+    grid = listed_grid(u, center)
+    full = _grid_open_interest(u, root, exp, day, center)
     pos = np.searchsorted(grid, strike)
     on_grid = (pos < len(grid)) & np.isclose(grid[np.minimum(pos, len(grid) - 1)], strike, rtol=0, atol=1e-6)
     out = np.where(on_grid, full[np.minimum(pos, len(grid) - 1) + np.where(is_call, 0, len(grid))], 0)
     if (~on_grid).any():
         out[~on_grid] = quotes.open_interest(u, root, exp, day, strike[~on_grid], is_call[~on_grid], center)
     return out.astype(np.int64)
+
+
+@lru_cache(maxsize=1024)
+def listed_grid(u: Underlying, center: float) -> np.ndarray:
+    """:func:`listing.strike_grid` around ``center``, computed once (read-only: it is shared)."""
+    grid = np.asarray(listing.strike_grid(u, center), dtype=np.float64)
+    grid.setflags(write=False)
+    return grid
+
+
+@lru_cache(maxsize=1024)
+def _grid_open_interest(u: Underlying, root: str, exp: dt.date, day: dt.date, center: float) -> np.ndarray:
+    """Open interest of a series' whole listed grid (calls, then puts): drawn once per session, not per quote."""
+    grid = listed_grid(u, center)
+    full = quotes.open_interest(u, root, exp, day, np.concatenate([grid, grid]),
+                                np.concatenate([np.ones(len(grid), bool), np.zeros(len(grid), bool)]), center)
+    full.setflags(write=False)
+    return full
 
 
 def price_contracts(u: Underlying, s: TradingSession, rows: pd.DataFrame, seed: tuple[object, ...]) -> pd.DataFrame:
@@ -83,11 +121,10 @@ def price_contracts(u: Underlying, s: TradingSession, rows: pd.DataFrame, seed: 
     rows["spot"] = spots[unique.get_indexer(instants)]
     center = price_path.previous_close(u, s.date)
     oi = np.zeros(len(rows), dtype=np.int64)
-    grid = np.asarray(listing.strike_grid(u, center), dtype=np.float64)
     for (root, exp), idx in rows.groupby(["root", "expiration"]).groups.items():
         part = rows.loc[idx]
         oi[rows.index.get_indexer(idx)] = series_open_interest(
-            u, str(root), pd.Timestamp(exp).date(), s.date, grid, part["strike"].to_numpy(np.float64),
+            u, str(root), pd.Timestamp(exp).date(), s.date, part["strike"].to_numpy(np.float64),
             (part["option_type"] == "C").to_numpy(), center)
     rows["open_interest"] = oi
     elapsed = ((rows["snapshot_ts"] - s.open) / (s.close - s.open)).to_numpy(np.float64)
@@ -100,7 +137,7 @@ def price_contracts(u: Underlying, s: TradingSession, rows: pd.DataFrame, seed: 
 
 def window_strikes(u: Underlying, s: TradingSession, center: float, proximity: int) -> np.ndarray:
     """Listed strikes of the session: ``proximity`` at or below ``center`` and ``proximity`` above it (USD)."""
-    grid = listing.strike_grid(u, price_path.previous_close(u, s.date))
+    grid = listed_grid(u, price_path.previous_close(u, s.date))
     return np.concatenate([grid[grid <= center][-proximity:], grid[grid > center][:proximity]])
 
 

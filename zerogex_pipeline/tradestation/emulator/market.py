@@ -22,6 +22,9 @@ from zerogex_pipeline.sources.simulated.instant import (
     market_day as market_day,
 )
 from zerogex_pipeline.sources.simulated.instant import (
+    next_step as next_step,
+)
+from zerogex_pipeline.sources.simulated.instant import (
     price_contracts,
     spot_at,
     step_time,

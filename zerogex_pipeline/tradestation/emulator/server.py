@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import numpy as np
 import orjson
 import pandas as pd
 
@@ -29,7 +30,7 @@ from zerogex_pipeline import market_calendar
 from zerogex_pipeline.sources.simulated import listing, price_path
 from zerogex_pipeline.tradestation.emulator import market as mk
 from zerogex_pipeline.tradestation.symbols import parse_option_symbol
-from zerogex_pipeline.underlyings import known_underlyings
+from zerogex_pipeline.underlyings import Underlying, known_underlyings
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,9 @@ class EmulatorStats:
     streams_opened: int = 0
     open_option_streams: int = 0
     max_open_option_streams: int = 0
+    option_send_lag_s: list[float] = field(default_factory=list)
+    """Per option-stream batch: market seconds from the start of the path step it shows to its write (how far the
+    server falls behind its own market; the last 100,000)."""
 
 
 class Emulator:
@@ -210,6 +214,9 @@ class _Handler(BaseHTTPRequestHandler):
     emulator: Emulator
     protocol_version = "HTTP/1.1"
     server_version = "ZeroGEXEmulator/1"
+    priced_step: pd.Timestamp | None = None
+    """The path step of the option batch a stream generator just yielded during a session (for
+    ``option_send_lag_s``; before the open a stream shows the last close, which is no lag)."""
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("emulator: " + format, *args)
@@ -351,7 +358,8 @@ class _Handler(BaseHTTPRequestHandler):
                 payload = {"requests": dict(st.requests), "statuses": {str(k): v for k, v in st.statuses.items()},
                            "token_grants": st.token_grants, "invalid_grants": st.invalid_grants,
                            "streams_opened": st.streams_opened, "open_option_streams": st.open_option_streams,
-                           "max_open_option_streams": st.max_open_option_streams, "faults": asdict(em.faults)}
+                           "max_open_option_streams": st.max_open_option_streams, "faults": asdict(em.faults),
+                           "option_send_lag_s": _percentiles(st.option_send_lag_s)}
             self._send_json(200, payload)
         else:
             self._error(404, "NotFound", f"no control route {path}")
@@ -629,6 +637,11 @@ class _Handler(BaseHTTPRequestHandler):
         seed = ("quote-stream", ",".join(sorted(contracts)))
         watched = {u for u in (mk.underlying_of(sym) for sym in symbols) if u is not None}
         watched |= {c.underlying for c in contracts.values() if c is not None}
+        by_underlying: dict[str, list[mk.Contract]] = {}
+        for c in contracts.values():
+            if c is not None:
+                by_underlying.setdefault(c.underlying.name, []).append(c)
+        ahead: dict[str, tuple[pd.Timestamp, dict[str, dict[str, Any]]]] = {}
         priced_at: tuple[pd.Timestamp, ...] | None = None
         today = em.now().tz_convert(market_calendar.NEW_YORK).date()
         if market_calendar.is_session(today):  # the day's path and bars, ready before its open (not at 09:30)
@@ -640,16 +653,18 @@ class _Handler(BaseHTTPRequestHandler):
             s = mk.market_day(now)
             steps = tuple(mk.step_time(u, s, now) for u in sorted(watched, key=lambda u: u.name))
             if steps == priced_at:  # the simulated market moves once per path step
+                self._price_ahead({k: (g[0].underlying, g) for k, g in by_underlying.items()}, ahead, now,
+                                  lambda group, s_, t: mk.option_quotes(group, s_, t, (*seed, s_.date.isoformat())))
                 yield []
                 continue
             priced_at = steps
-            by_underlying: dict[str, list[mk.Contract]] = {}
-            for c in contracts.values():
-                if c is not None:
-                    by_underlying.setdefault(c.underlying.name, []).append(c)
             options: dict[str, dict[str, Any]] = {}
-            for group in by_underlying.values():
-                options.update(mk.option_quotes(group, s, now, (*seed, s.date.isoformat())))
+            for name, group in by_underlying.items():
+                step = mk.step_time(group[0].underlying, s, now)
+                held = ahead.pop(name, None)
+                options.update(held[1] if held is not None and held[0] == step
+                               else mk.option_quotes(group, s, now, (*seed, s.date.isoformat())))
+                self.priced_step = step if s.open <= now <= s.close else None
             batch = []
             for sym in symbols:
                 u = mk.underlying_of(sym)
@@ -668,6 +683,17 @@ class _Handler(BaseHTTPRequestHandler):
                         batch.append({"Symbol": sym, **delta})
                 last[sym] = obj
             yield batch
+
+    @staticmethod
+    def _price_ahead(groups: dict[str, tuple[Underlying, Any]], ahead: dict[str, tuple[pd.Timestamp, Any]],
+                     now: pd.Timestamp, price: Callable[[Any, mk.TradingSession, pd.Timestamp], Any]) -> None:
+        """Price each group's next path step while the current one holds, so a stream sends a new step's data the
+        moment it begins rather than after pricing it alongside every other stream of the server at once (at 10x
+        replay a step is one wall second and pricing every stream of SPX, SPY and QQQ takes most of it)."""
+        for name, (u, group) in groups.items():
+            if name not in ahead:
+                session, step = mk.next_step(u, now)
+                ahead[name] = (step, price(group, session, step))
 
     def _bar_updates(self, u: Any, interval: int, barsback: int) -> Iterator[list[dict[str, Any]]]:
         em = self.emulator
@@ -709,22 +735,30 @@ class _Handler(BaseHTTPRequestHandler):
         em = self.emulator
         last: dict[str, dict[str, Any]] = {}
         priced_at: pd.Timestamp | None = None
+        ahead: dict[str, tuple[pd.Timestamp, list[dict[str, Any]]]] = {}
+
+        def objects(_: Any, s: mk.TradingSession, at: pd.Timestamp) -> list[dict[str, Any]]:
+            rows = mk.chain_rows(u, s, at, exp, prox, option_type, strike_range, center,
+                                 max_proximity=em.max_strike_proximity)
+            return mk.spread_objects(rows, greeks, u)
+
         while True:
             now = em.now()
             s = mk.market_day(now)
             step = mk.step_time(u, s, now)
             if step == priced_at:  # the simulated market moves once per path step
+                self._price_ahead({u.name: (u, None)}, ahead, now, objects)
                 yield []
                 continue
             priced_at = step
-            rows = mk.chain_rows(u, s, now, exp, prox, option_type, strike_range, center,
-                                 max_proximity=em.max_strike_proximity)
+            held = ahead.pop(u.name, None)
             batch = []
-            for obj in mk.spread_objects(rows, greeks, u):
+            for obj in held[1] if held is not None and held[0] == step else objects(u, s, now):
                 symbol = obj["Legs"][0]["Symbol"]
                 if last.get(symbol) != obj:
                     batch.append(obj)
                     last[symbol] = obj
+            self.priced_step = step if s.open <= now <= s.close else None
             yield batch
 
     def _option_quote_updates(self, contracts: list[mk.Contract], greeks: bool) -> Iterator[list[dict[str, Any]]]:
@@ -863,6 +897,12 @@ class _Handler(BaseHTTPRequestHandler):
                         lines += b'{"Symbol":"BROKEN",\nERROR - RESET\n'
                 if lines:  # a step's updates in one write, as a server flushes its buffer (split: cut at random)
                     write(lines)
+                    if self.priced_step is not None:
+                        lag = (em.now() - self.priced_step).total_seconds()
+                        with em.lock:
+                            em.stats.option_send_lag_s.append(lag)
+                            del em.stats.option_send_lag_s[:-100_000]
+                self.priced_step = None
                 if time.monotonic() - last_write >= em.heartbeat_s:
                     beats += 1
                     write(json.dumps({"Heartbeat": beats, "Timestamp": mk.rfc3339(em.now())}).encode() + b"\n")
@@ -899,6 +939,14 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
+
+
+def _percentiles(values: list[float]) -> dict[str, float | int]:
+    """Count, p50, p95 and max of ``values`` (``count`` 0 and no others when empty)."""
+    if not values:
+        return {"count": 0}
+    p50, p95 = np.percentile(np.asarray(values), [50, 95])
+    return {"count": len(values), "p50": float(p50), "p95": float(p95), "max": float(max(values))}
 
 
 def _aggregate(bars: list[dict[str, Any]], freq: str) -> list[dict[str, Any]]:
