@@ -58,6 +58,23 @@ def _send_lag(emulator_stats: dict[str, object]) -> str:
             f"{lag['count']} batches): p50 {lag['p50']:.2f}, p95 {lag['p95']:.2f} (one step = 10 s)")
 
 
+def _late_batches_near(finding: str, emulator_stats: dict[str, object]) -> str:
+    """The option batches of the finding's underlying the emulator wrote more than a step late, for steps from 30 s
+    before its instant to the instant: the server had not sent those steps when the engine cut."""
+    instant = pd.Timestamp(finding.split(" ")[1] + " " + finding.split(" ")[2])
+    name = finding.split(" ")[0]
+    root = {"SPX": ("SPX", "$SPX.X"), "SPY": ("SPY",), "QQQ": ("QQQ",)}.get(name, (name,))
+    late = emulator_stats.get("late_option_batches") or []
+    assert isinstance(late, list)
+    near = [b for b in late if instant - pd.Timedelta(seconds=30) <= pd.Timestamp(b["step"]) <= instant
+            and any(r in b["path"] for r in root)]
+    if not near:
+        return "    the emulator wrote no batch of it more than a step late around this instant"
+    return "    written late by the emulator around it: " + "; ".join(
+        f"step {pd.Timestamp(b['step']).tz_convert('America/New_York'):%H:%M:%S} {b['lag_s']:.0f} s late "
+        f"({b['path'].split('/')[-1][:40]})" for b in near[:6])
+
+
 def bench_compute() -> None:
     from zerogex_pipeline.analytics.cboe import read_cboe_csv
     from zerogex_pipeline.live.book import UnderlyingState
@@ -121,6 +138,7 @@ def bench_session() -> None:
           f"{r.stats.not_streamed or 'none'}")
     for mismatch in check.mismatches[:20]:
         print(f"  untrue: {mismatch}")
+        print(_late_batches_near(mismatch, r.emulator_stats))
     print(f"  {_send_lag(r.emulator_stats)}")
     print(f"  engine CPU {r.cpu_s:.1f} s = {100 * r.cpu_s / r.wall_s:.1f}% of one core at 10x; "
           f"{100 * r.cpu_s / market_s:.2f}% per market second ({intervals} live-levels rows; compute median "
@@ -148,6 +166,7 @@ def bench_faults() -> None:
           f"{len(check.mismatches)} untrue; requests {r.emulator_stats['requests']}")
     for mismatch in check.mismatches:
         print(f"  untrue: {mismatch}")
+        print(_late_batches_near(mismatch, r.emulator_stats))
     print(f"  {_send_lag(r.emulator_stats)}")
     for instant, symbol, expiration in check.missing_outside_outages:  # what happened around each, to diagnose
         near = [f"{t.tz_convert('America/New_York'):%H:%M:%S} {name} on {target}" for t, name, target in r.faults

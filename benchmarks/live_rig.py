@@ -8,10 +8,11 @@ run, :func:`verify` checks the capture:
   spot stream, its chain stream or its tail quote streams), as the engine recorded it from the last message
   heard to the new connection's complete snapshot, covers the instant;
 - **unique**: no (instant, contract) twice;
-- **true**: every captured (instant, expiration) holds what the simulated market quoted at one moment within
-  the feed's delivery lag of the instant (bid, ask, open interest; IV and gamma for chain-stream rows; after the
-  wire's rounding), its spot is the market at its own time, and quotes and spot are one moment apart at most
-  (the emulator's 10-second resolution): no stale or mixed-moment state is ever stored as a snapshot.
+- **true**: every captured (instant, expiration) holds what the simulated market quoted within the feed's
+  delivery lag of the instant (bid, ask, open interest; IV and gamma for chain-stream rows; after the wire's
+  rounding): its chain stream's rows all at one moment (10-second step), each tail quote stream's at one of two
+  adjacent steps, its spot the market at its own time, and quotes and spot one step apart at most (the emulator's
+  10-second resolution): no stale or mixed-moment state is ever stored as a snapshot.
 """
 
 from __future__ import annotations
@@ -287,9 +288,10 @@ def _compare_truth(u: Underlying, session: market_calendar.TradingSession, t: pd
                    part: pd.DataFrame, lags: list[float] | None = None) -> list[str]:
     """Differences between one captured (instant, expiration) and the simulated market.
 
-    The rows of each stream (chain, tail quotes) must all be the market at one step within
-    :data:`CANDIDATE_STEPS` of the instant, the spot the market at its own time (``spot_ts``), and all of them at
-    most one step apart (one moment, at the feed's 10-second resolution). ``lags`` collects ``t - step``, seconds.
+    The chain stream's rows must all be the market at one step within :data:`CANDIDATE_STEPS` of the instant (a
+    stream's batch is applied whole); the tail quote rows, which come from several quote streams, each the market
+    at one of two adjacent steps; the spot the market at its own time (``spot_ts``); and all of them at most one
+    step apart (one moment, at the feed's 10-second resolution). ``lags`` collects ``t - step``, seconds.
     """
     out = []
     spot_step = instant.step_time(u, session, pd.Timestamp(part["spot_ts"].iloc[0]))
@@ -297,52 +299,41 @@ def _compare_truth(u: Underlying, session: market_calendar.TradingSession, t: pd
     if not (part["spot"] == spot).all() or not (part["spot_ts"] == spot_step).all():
         out.append(f"{u.name} {t} {e}: spot {part['spot'].iloc[0]} at {part['spot_ts'].iloc[0]} is not the market's")
     moments = []
-    for kind, rows in part.groupby("stream"):  # each stream is one moment; streams of one instant may differ by one
+    base = instant.step_time(u, session, t)
+    for kind, rows in part.groupby("stream"):
         strikes = np.unique(rows["strike"].to_numpy())
-        found = None
-        for k in CANDIDATE_STEPS:
-            moment = instant.step_time(u, session, t) + k * STEP
-            truth = instant.window_rows(u, session, moment, e, strikes).set_index("symbol")
-            if _matches(rows, truth):
-                found = moment
-                break
-        if found is None:
-            share = {}
-            for k in (*CANDIDATE_STEPS, -4, -5, -6):  # which steps its rows come from: split = mixed, one = stale
-                moment = instant.step_time(u, session, t) + k * STEP
-                truth = instant.window_rows(u, session, moment, e, strikes).set_index("symbol")
-                share[int(k * STEP.total_seconds())] = _matching_rows(rows, truth)
-            shares = ", ".join(f"{k:+d} s: {n}" for k, n in sorted(share.items()) if n)
-            out.append(f"{u.name} {t} {e}: the captured {kind}-stream quotes are not the market at any step from "
-                       f"{-3 * STEP} to {STEP} around the instant; of its {len(rows)} rows, those equal to the "
-                       f"market at each step: {shares or 'none'}")
+        masks = {k: _row_matches(rows, instant.window_rows(u, session, base + k * STEP, e, strikes).set_index("symbol"))
+                 for k in sorted({*CANDIDATE_STEPS, -4, -5, -6})}
+        found = [[k] for k in CANDIDATE_STEPS if masks[k].all()]
+        if not found and kind == "quotes":  # several streams: each may be at either of two adjacent steps
+            found = [[k, k + 1] for k in sorted(CANDIDATE_STEPS)[:-1] if (masks[k] | masks[k + 1]).all()]
+        if not found:
+            shares = ", ".join(f"{int(k * STEP.total_seconds()):+d} s: {int(m.sum())}" for k, m in masks.items()
+                               if m.any())  # which steps its rows come from: split = mixed, one = stale
+            out.append(f"{u.name} {t} {e}: the captured {kind}-stream quotes are not the market at "
+                       f"{'one step' if kind == 'chain' else 'two adjacent steps'} from {-3 * STEP} to {STEP} "
+                       f"around the instant; of its {len(rows)} rows, those equal to the market at each step: "
+                       f"{shares or 'none'}")
             continue
-        moments.append(found)
+        moments += [base + k * STEP for k in found[0]]
         if lags is not None:
-            lags.append((t - found).total_seconds())
+            lags.append((t - (base + found[0][0] * STEP)).total_seconds())
     if moments and (max([*moments, spot_step]) - min([*moments, spot_step])) > STEP:
-        out.append(f"{u.name} {t} {e}: quotes of {sorted(moments)} and spot of {spot_step}: not one moment")
+        out.append(f"{u.name} {t} {e}: quotes of {sorted(set(moments))} and spot of {spot_step}: not one moment")
     return out
 
 
-def _matches(part: pd.DataFrame, truth: pd.DataFrame) -> bool:
-    return _matching_rows(part, truth, stop_at_first_miss=True) == len(part)
-
-
-def _matching_rows(part: pd.DataFrame, truth: pd.DataFrame, stop_at_first_miss: bool = False) -> int:
-    """Rows of ``part`` equal to ``truth`` (bid, ask, OI; IV and gamma for chain-stream rows)."""
-    n = 0
-    for r in part.itertuples():
-        equal = r.symbol in truth.index
-        if equal:
-            x = truth.loc[r.symbol]
-            checks = [(float(num(x["bid"])), r.bid), (float(num(x["ask"])), r.ask),
-                      (float(x["open_interest"]), float(r.open_interest))]
-            if r.stream == "chain":
-                checks += [(float(num(x["iv"], 4)), r.iv), (float(num(x["gamma"], 6)), r.gamma)]
-            equal = all(want == have or (np.isnan(want) and np.isnan(have)) for want, have in checks)
-        if equal:
-            n += 1
-        elif stop_at_first_miss:
-            return n
-    return n
+def _row_matches(part: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
+    """Per row of ``part``: equal to ``truth`` (bid, ask, OI; IV and gamma for chain-stream rows, after the wire's
+    rounding)."""
+    out = np.zeros(len(part), dtype=bool)
+    for i, r in enumerate(part.itertuples()):
+        if r.symbol not in truth.index:
+            continue
+        x = truth.loc[r.symbol]
+        checks = [(float(num(x["bid"])), r.bid), (float(num(x["ask"])), r.ask),
+                  (float(x["open_interest"]), float(r.open_interest))]
+        if r.stream == "chain":
+            checks += [(float(num(x["iv"], 4)), r.iv), (float(num(x["gamma"], 6)), r.gamma)]
+        out[i] = all(want == have or (np.isnan(want) and np.isnan(have)) for want, have in checks)
+    return out

@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 STREAM_CONTENT_TYPE = "application/vnd.tradestation.streams.v2+json"
 MAX_STRIKE_PROXIMITY = 200
+SEND_SHARE = 0.3
+LATE_BATCH_S = 10.0
+"""Market seconds after its step's start beyond which an option batch is late (the simulated market's step)."""
+"""Share of a path step at its start during which streams send and no stream prices the next step."""
 """Strikes per side an option-chain stream shows at most (ZeroGEX issue 11: SPX windows were cut at 200)."""
 DEFAULT_QUOTAS = {  # category -> (limit, period seconds) per access-token user [DOC-RATE current table]
     "quotes": (500, 300.0), "options-expirations": (90, 60.0), "options-strikes": (90, 60.0),
@@ -106,6 +110,10 @@ class EmulatorStats:
     option_send_lag_s: list[float] = field(default_factory=list)
     """Per option-stream batch: market seconds from the start of the path step it shows to its write (how far the
     server falls behind its own market; the last 100,000)."""
+    late_option_batches: list[dict[str, Any]] = field(default_factory=list)
+    """The first 1,000 option batches written more than :data:`LATE_BATCH_S` after their step began."""
+    option_batches_priced_late: int = 0
+    """Option batches priced when their step began (the price-ahead had not finished or the clock jumped)."""
 
 
 class Emulator:
@@ -215,6 +223,8 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "ZeroGEXEmulator/1"
     priced_step: pd.Timestamp | None = None
+    priced_late: bool = False
+    """Whether that batch was priced when its step began rather than ahead of it."""
     """The path step of the option batch a stream generator just yielded during a session (for
     ``option_send_lag_s``; before the open a stream shows the last close, which is no lag)."""
 
@@ -359,7 +369,9 @@ class _Handler(BaseHTTPRequestHandler):
                            "token_grants": st.token_grants, "invalid_grants": st.invalid_grants,
                            "streams_opened": st.streams_opened, "open_option_streams": st.open_option_streams,
                            "max_open_option_streams": st.max_open_option_streams, "faults": asdict(em.faults),
-                           "option_send_lag_s": _percentiles(st.option_send_lag_s)}
+                           "option_send_lag_s": _percentiles(st.option_send_lag_s),
+                           "option_batches_priced_late": st.option_batches_priced_late,
+                           "late_option_batches": list(st.late_option_batches)}
             self._send_json(200, payload)
         else:
             self._error(404, "NotFound", f"no control route {path}")
@@ -662,7 +674,8 @@ class _Handler(BaseHTTPRequestHandler):
             for name, group in by_underlying.items():
                 step = mk.step_time(group[0].underlying, s, now)
                 held = ahead.pop(name, None)
-                options.update(held[1] if held is not None and held[0] == step
+                self.priced_late = held is None or held[0] != step
+                options.update(held[1] if held is not None and not self.priced_late
                                else mk.option_quotes(group, s, now, (*seed, s.date.isoformat())))
                 self.priced_step = step if s.open <= now <= s.close else None
             batch = []
@@ -689,10 +702,16 @@ class _Handler(BaseHTTPRequestHandler):
                      now: pd.Timestamp, price: Callable[[Any, mk.TradingSession, pd.Timestamp], Any]) -> None:
         """Price each group's next path step while the current one holds, so a stream sends a new step's data the
         moment it begins rather than after pricing it alongside every other stream of the server at once (at 10x
-        replay a step is one wall second and pricing every stream of SPX, SPY and QQQ takes most of it)."""
+        replay a step is one wall second and pricing every stream of SPX, SPY and QQQ takes most of it).
+
+        Not in the first :data:`SEND_SHARE` of a step: that part is left to the streams still sending the step
+        that began (one process, one interpreter lock: a stream's send waits behind every thread pricing)."""
         for name, (u, group) in groups.items():
             if name not in ahead:
                 session, step = mk.next_step(u, now)
+                current = mk.step_time(u, mk.market_day(now), now)
+                if now < current + (step - current) * SEND_SHARE and step - current < pd.Timedelta(minutes=1):
+                    continue
                 ahead[name] = (step, price(group, session, step))
 
     def _bar_updates(self, u: Any, interval: int, barsback: int) -> Iterator[list[dict[str, Any]]]:
@@ -752,8 +771,9 @@ class _Handler(BaseHTTPRequestHandler):
                 continue
             priced_at = step
             held = ahead.pop(u.name, None)
+            self.priced_late = held is None or held[0] != step
             batch = []
-            for obj in held[1] if held is not None and held[0] == step else objects(u, s, now):
+            for obj in held[1] if held is not None and not self.priced_late else objects(u, s, now):
                 symbol = obj["Legs"][0]["Symbol"]
                 if last.get(symbol) != obj:
                     batch.append(obj)
@@ -902,6 +922,11 @@ class _Handler(BaseHTTPRequestHandler):
                         with em.lock:
                             em.stats.option_send_lag_s.append(lag)
                             del em.stats.option_send_lag_s[:-100_000]
+                            em.stats.option_batches_priced_late += int(self.priced_late)
+                            if lag > LATE_BATCH_S and len(em.stats.late_option_batches) < 1000:
+                                em.stats.late_option_batches.append(
+                                    {"step": self.priced_step.isoformat(), "lag_s": round(lag, 2),
+                                     "path": self.path.split("?")[0][:160]})
                 self.priced_step = None
                 if time.monotonic() - last_write >= em.heartbeat_s:
                     beats += 1
