@@ -167,6 +167,10 @@ def bench_faults() -> None:
     for mismatch in check.mismatches:
         print(f"  untrue: {mismatch}")
         print(_late_batches_near(mismatch, r.emulator_stats))
+        instant = pd.Timestamp(" ".join(mismatch.split(" ")[1:3]))
+        near = [f"{t.tz_convert('America/New_York'):%H:%M:%S} {name} on {target}" for t, name, target in r.faults
+                if -120 <= (t - instant).total_seconds() <= 30]
+        print(f"    faults from 2 min before it to 30 s after: {'; '.join(near) or 'none'}")
     print(f"  {_send_lag(r.emulator_stats)}")
     for instant, symbol, expiration in check.missing_outside_outages:  # what happened around each, to diagnose
         near = [f"{t.tz_convert('America/New_York'):%H:%M:%S} {name} on {target}" for t, name, target in r.faults
