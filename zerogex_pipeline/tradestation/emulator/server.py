@@ -36,11 +36,11 @@ log = logging.getLogger(__name__)
 
 STREAM_CONTENT_TYPE = "application/vnd.tradestation.streams.v2+json"
 MAX_STRIKE_PROXIMITY = 200
+"""Strikes per side an option-chain stream shows at most (ZeroGEX issue 11: SPX windows were cut at 200)."""
 SEND_SHARE = 0.3
+"""Share of a path step at its start during which streams send and no stream prices the next step."""
 LATE_BATCH_S = 10.0
 """Market seconds after its step's start beyond which an option batch is late (the simulated market's step)."""
-"""Share of a path step at its start during which streams send and no stream prices the next step."""
-"""Strikes per side an option-chain stream shows at most (ZeroGEX issue 11: SPX windows were cut at 200)."""
 DEFAULT_QUOTAS = {  # category -> (limit, period seconds) per access-token user [DOC-RATE current table]
     "quotes": (500, 300.0), "options-expirations": (90, 60.0), "options-strikes": (90, 60.0),
     "options-spreadtypes": (90, 60.0), "options-riskreward": (90, 60.0), "stream-connect": (500, 300.0),
@@ -223,10 +223,10 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "ZeroGEXEmulator/1"
     priced_step: pd.Timestamp | None = None
-    priced_late: bool = False
-    """Whether that batch was priced when its step began rather than ahead of it."""
     """The path step of the option batch a stream generator just yielded during a session (for
     ``option_send_lag_s``; before the open a stream shows the last close, which is no lag)."""
+    priced_late: bool = False
+    """Whether that batch was priced when its step began rather than ahead of it."""
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("emulator: " + format, *args)
@@ -710,7 +710,8 @@ class _Handler(BaseHTTPRequestHandler):
             if name not in ahead:
                 session, step = mk.next_step(u, now)
                 current = mk.step_time(u, mk.market_day(now), now)
-                if now < current + (step - current) * SEND_SHARE and step - current < pd.Timedelta(minutes=1):
+                in_session = step - current < pd.Timedelta(minutes=1)  # else the wait for the next open
+                if in_session and now < current + (step - current) * SEND_SHARE:
                     continue
                 ahead[name] = (step, price(group, session, step))
 
