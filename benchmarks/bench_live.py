@@ -58,16 +58,27 @@ def _send_lag(emulator_stats: dict[str, object]) -> str:
             f"{lag['count']} batches): p50 {lag['p50']:.2f}, p95 {lag['p95']:.2f} (one step = 10 s)")
 
 
+def _finding_at(finding: str) -> tuple[str, pd.Timestamp]:
+    """The underlying and instant a truth finding names (``"SPX 2026-11-25 15:40:00+00:00 ..."``)."""
+    name, day, clock = finding.split(" ")[:3]
+    return name, pd.Timestamp(f"{day} {clock}")
+
+
+def _faults_near(faults: list[tuple[pd.Timestamp, str, str]], instant: pd.Timestamp, before_s: float,
+                 after_s: float) -> str:
+    """The faults injected from ``before_s`` before ``instant`` to ``after_s`` after it (New York times)."""
+    return "; ".join(f"{t.tz_convert('America/New_York'):%H:%M:%S} {name} on {target}" for t, name, target in faults
+                     if -before_s <= (t - instant).total_seconds() <= after_s) or "none"
+
+
 def _late_batches_near(finding: str, emulator_stats: dict[str, object]) -> str:
     """The option batches of the finding's underlying the emulator wrote more than a step late, for steps from 30 s
     before its instant to the instant: the server had not sent those steps when the engine cut."""
-    instant = pd.Timestamp(finding.split(" ")[1] + " " + finding.split(" ")[2])
-    name = finding.split(" ")[0]
-    root = {"SPX": ("SPX", "$SPX.X"), "SPY": ("SPY",), "QQQ": ("QQQ",)}.get(name, (name,))
+    name, instant = _finding_at(finding)
     late = emulator_stats.get("late_option_batches") or []
     assert isinstance(late, list)
     near = [b for b in late if instant - pd.Timedelta(seconds=30) <= pd.Timestamp(b["step"]) <= instant
-            and any(r in b["path"] for r in root)]
+            and name in b["path"]]  # SPX: its chain ($SPX.X) and tail (SPX, SPXW) streams alike
     if not near:
         return "    the emulator wrote no batch of it more than a step late around this instant"
     return "    written late by the emulator around it: " + "; ".join(
@@ -167,18 +178,14 @@ def bench_faults() -> None:
     for mismatch in check.mismatches:
         print(f"  untrue: {mismatch}")
         print(_late_batches_near(mismatch, r.emulator_stats))
-        instant = pd.Timestamp(" ".join(mismatch.split(" ")[1:3]))
-        near = [f"{t.tz_convert('America/New_York'):%H:%M:%S} {name} on {target}" for t, name, target in r.faults
-                if -120 <= (t - instant).total_seconds() <= 30]
-        print(f"    faults from 2 min before it to 30 s after: {'; '.join(near) or 'none'}")
+        print(f"    faults from 2 min before it to 30 s after: {_faults_near(r.faults, _finding_at(mismatch)[1], 120, 30)}")
     print(f"  {_send_lag(r.emulator_stats)}")
     for instant, symbol, expiration in check.missing_outside_outages:  # what happened around each, to diagnose
-        near = [f"{t.tz_convert('America/New_York'):%H:%M:%S} {name} on {target}" for t, name, target in r.faults
-                if abs((t - instant).total_seconds()) <= 600]
+        near = _faults_near(r.faults, instant, 600, 600)
         spans = [f"{label} {a.tz_convert('America/New_York'):%H:%M:%S}-{b.tz_convert('America/New_York'):%H:%M:%S}"
                  for label, spans_ in r.outages.items() for a, b in spans_ if abs((a - instant).total_seconds()) <= 600]
         print(f"  missing outside outages: {instant.tz_convert('America/New_York'):%H:%M} {symbol} {expiration}; "
-              f"faults within 10 min: {'; '.join(near) or 'none'}; outages within 10 min: {'; '.join(spans) or 'none'}")
+              f"faults within 10 min: {near}; outages within 10 min: {'; '.join(spans) or 'none'}")
 
 
 def bench_refresh(speed: float = 4.4, captures: int = 6) -> None:

@@ -18,6 +18,7 @@ run, :func:`verify` checks the capture:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import resource
 import subprocess
@@ -301,26 +302,31 @@ def _compare_truth(u: Underlying, session: market_calendar.TradingSession, t: pd
     moments = []
     base = instant.step_time(u, session, t)
     for kind, rows in part.groupby("stream"):
-        strikes = np.unique(rows["strike"].to_numpy())
-        masks = {k: _row_matches(rows, instant.window_rows(u, session, base + k * STEP, e, strikes).set_index("symbol"))
-                 for k in sorted({*CANDIDATE_STEPS, -4, -5, -6})}
-        found = [[k] for k in CANDIDATE_STEPS if masks[k].all()]
-        if not found and kind == "quotes":  # several streams: each may be at either of two adjacent steps
-            found = [[k, k + 1] for k in sorted(CANDIDATE_STEPS)[:-1] if (masks[k] | masks[k + 1]).all()]
-        if not found:
-            shares = ", ".join(f"{int(k * STEP.total_seconds()):+d} s: {int(m.sum())}" for k, m in masks.items()
-                               if m.any())  # which steps its rows come from: split = mixed, one = stale
+        mask = functools.cache(functools.partial(_rows_at_step, u, session, base, e, rows))  # priced when first asked
+        found = next(([k] for k in CANDIDATE_STEPS if mask(k).all()), None)
+        if found is None and kind == "quotes":  # several streams: each may be at either of two adjacent steps
+            found = next(([k, k + 1] for k in sorted(CANDIDATE_STEPS)[:-1] if (mask(k) | mask(k + 1)).all()), None)
+        if found is None:  # which steps its rows come from: split = mixed, one = stale
+            shares = ", ".join(f"{int(k * STEP.total_seconds()):+d} s: {int(mask(k).sum())}"
+                               for k in sorted({*CANDIDATE_STEPS, -4, -5, -6}) if mask(k).any())
             out.append(f"{u.name} {t} {e}: the captured {kind}-stream quotes are not the market at "
                        f"{'one step' if kind == 'chain' else 'two adjacent steps'} from {-3 * STEP} to {STEP} "
                        f"around the instant; of its {len(rows)} rows, those equal to the market at each step: "
                        f"{shares or 'none'}")
             continue
-        moments += [base + k * STEP for k in found[0]]
+        moments += [base + k * STEP for k in found]
         if lags is not None:
-            lags.append((t - (base + found[0][0] * STEP)).total_seconds())
+            lags.append((t - (base + found[0] * STEP)).total_seconds())
     if moments and (max([*moments, spot_step]) - min([*moments, spot_step])) > STEP:
         out.append(f"{u.name} {t} {e}: quotes of {sorted(set(moments))} and spot of {spot_step}: not one moment")
     return out
+
+
+def _rows_at_step(u: Underlying, session: market_calendar.TradingSession, base: pd.Timestamp, e: dt.date,
+                  rows: pd.DataFrame, k: int) -> np.ndarray:
+    """Per row of ``rows``: equal to the market ``k`` steps from ``base``."""
+    strikes = np.unique(rows["strike"].to_numpy())
+    return _row_matches(rows, instant.window_rows(u, session, base + k * STEP, e, strikes).set_index("symbol"))
 
 
 def _row_matches(part: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:

@@ -665,7 +665,7 @@ class _Handler(BaseHTTPRequestHandler):
             s = mk.market_day(now)
             steps = tuple(mk.step_time(u, s, now) for u in sorted(watched, key=lambda u: u.name))
             if steps == priced_at:  # the simulated market moves once per path step
-                self._price_ahead({k: (g[0].underlying, g) for k, g in by_underlying.items()}, ahead, now,
+                self._price_ahead({k: (g[0].underlying, g) for k, g in by_underlying.items()}, ahead, now, s,
                                   lambda group, s_, t: mk.option_quotes(group, s_, t, (*seed, s_.date.isoformat())))
                 yield []
                 continue
@@ -699,7 +699,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     @staticmethod
     def _price_ahead(groups: dict[str, tuple[Underlying, Any]], ahead: dict[str, tuple[pd.Timestamp, Any]],
-                     now: pd.Timestamp, price: Callable[[Any, mk.TradingSession, pd.Timestamp], Any]) -> None:
+                     now: pd.Timestamp, s: mk.TradingSession,
+                     price: Callable[[Any, mk.TradingSession, pd.Timestamp], Any]) -> None:
         """Price each group's next path step while the current one holds, so a stream sends a new step's data the
         moment it begins rather than after pricing it alongside every other stream of the server at once (at 10x
         replay a step is one wall second and pricing every stream of SPX, SPY and QQQ takes most of it).
@@ -709,7 +710,7 @@ class _Handler(BaseHTTPRequestHandler):
         for name, (u, group) in groups.items():
             if name not in ahead:
                 session, step = mk.next_step(u, now)
-                current = mk.step_time(u, mk.market_day(now), now)
+                current = mk.step_time(u, s, now)  # s: the session in force at now
                 in_session = step - current < pd.Timedelta(minutes=1)  # else the wait for the next open
                 if in_session and now < current + (step - current) * SEND_SHARE:
                     continue
@@ -767,7 +768,7 @@ class _Handler(BaseHTTPRequestHandler):
             s = mk.market_day(now)
             step = mk.step_time(u, s, now)
             if step == priced_at:  # the simulated market moves once per path step
-                self._price_ahead({u.name: (u, None)}, ahead, now, objects)
+                self._price_ahead({u.name: (u, None)}, ahead, now, s, objects)
                 yield []
                 continue
             priced_at = step
