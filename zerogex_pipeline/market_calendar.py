@@ -19,12 +19,17 @@ NEW_YORK = "America/New_York"
 CALENDAR_NAME = "XNYS"
 CALENDAR_START = dt.date(2018, 1, 2)
 """First session the pipeline partitions over (also the earliest date the calendar is loaded for)."""
+CALENDAR_YEARS_AHEAD = 3
+"""How far past today the calendar is loaded. Option listings reach two years ahead (monthly expirations), and the
+library's own default (one year) made any date whose listing crossed it fail; beyond the holidays already announced,
+``exchange_calendars`` extends the NYSE's holiday rules (ad-hoc closures cannot be known)."""
 
 
 @lru_cache(maxsize=1)
 def nyse_calendar() -> xcals.ExchangeCalendar:
-    """The XNYS calendar from ``CALENDAR_START`` to the library's horizon (about a year ahead)."""
-    return xcals.get_calendar(CALENDAR_NAME, start=pd.Timestamp(CALENDAR_START))
+    """The XNYS calendar from ``CALENDAR_START`` to ``CALENDAR_YEARS_AHEAD`` years after today."""
+    end = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize() + pd.DateOffset(years=CALENDAR_YEARS_AHEAD)
+    return xcals.get_calendar(CALENDAR_NAME, start=pd.Timestamp(CALENDAR_START), end=end)
 
 
 @dataclass(frozen=True)

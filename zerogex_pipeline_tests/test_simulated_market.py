@@ -86,6 +86,18 @@ def test_spy_listing_has_dailies_and_monthlies() -> None:
     assert dt.date(2024, 6, 19) not in exps  # Juneteenth holiday
 
 
+def test_the_latest_sessions_list_monthlies_two_years_ahead_whatever_today_is() -> None:
+    """The calendar reaches past every listing: on 2026-12-01 (the library's default horizon, one year ahead) the
+    listing of 2025-12-01 asked for December 2027's monthly and failed."""
+    today = dt.date.today()
+    for as_of in (today - dt.timedelta(days=365), today):
+        exps = listing.listed_expirations(SPY, as_of)
+        horizon = as_of + dt.timedelta(days=listing.MONTHLY_HORIZON_DAYS)
+        assert exps[-1] <= horizon
+        assert (horizon - exps[-1]).days < 35, (as_of, exps[-1])  # not cut short by the calendar
+        assert exps[-1] == listing.monthly_expiration(exps[-1].year, exps[-1].month)
+
+
 def test_monthly_on_a_holiday_moves_to_thursday() -> None:
     assert listing.monthly_expiration(2025, 4) == dt.date(2025, 4, 17)  # Good Friday 2025-04-18
 

@@ -50,8 +50,11 @@ def monthly_expiration(year: int, month: int) -> dt.date:
 
 def _monthlies_between(start: dt.date, end: dt.date) -> list[dt.date]:
     out = []
+    last = nyse_calendar().last_session.date()
     year, month = start.year, start.month
     while dt.date(year, month, 1) <= end:
+        if third_friday(year, month) > last:  # past the calendar its holidays are unknown; never listed
+            break
         exp = monthly_expiration(year, month)
         if start <= exp <= end:
             out.append(exp)
