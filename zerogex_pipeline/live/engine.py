@@ -81,6 +81,9 @@ class EngineOptions:
     max_chain_streams: int = MAX_CHAIN_STREAMS
     spot_max_age_s: float = 15.0
     """A snapshot needs a spot whose own time is at most this many market seconds before the instant."""
+    chain_max_age_s: float = 15.0
+    """A snapshot needs each chain stream to have sent data within this many market seconds before the instant,
+    unless spot has not moved since (a chain stream connected but behind holds quotes of an older spot)."""
     catchup_s: float = 1.5
     """Wall seconds past ``settle_s`` the open's cut waits for the session's first spot and chain quotes (before
     them the state holds the last session's close)."""
@@ -417,6 +420,7 @@ class StreamEngine:
              opened: dict[tuple[str, dt.date], OpenedExpiration], stats: SessionStats) -> PendingCapture:
         crossed = self._crossed_wall(instant)
         cut_wall = time.monotonic()
+        max_chain_age = self.clock.wall_seconds(self.options.chain_max_age_s)
         pending = PendingCapture(instant, crossed, cut_wall, {}, {}, {})
         level_rows: dict[str, pd.DataFrame | list[dict[str, Any]]] = {}
         taken: dict[tuple[str, dt.date], tuple[Underlying, SnapshotArrays]] = {}
@@ -432,9 +436,13 @@ class StreamEngine:
                     o = opened[key]
                     down = self.feed.registry.not_live_at([spot_ids[u.key], *o.stream_ids], crossed)
                     quiet = self._quiet_since_open(session, instant, crossed, [o])
-                    if snap is None or down or quiet or spot_age > self.options.spot_max_age_s:
+                    behind = [] if down or quiet else self.feed.stale_chains(o.stream_ids, crossed, max_chain_age)
+                    if snap is None or down or quiet or behind or spot_age > self.options.spot_max_age_s:
                         why = (f"stream not live at the instant: {down[0].label}" if down else "no live state"
                                if snap is None else f"no quote since the open yet on {quiet[0].label}" if quiet
+                               else f"stream behind at the instant: {behind[0].label} sent no data for "
+                                    f"{(crossed - behind[0].last_data) * self.clock.speed:.0f} s of market while spot "
+                                    "moved" if behind
                                else f"spot stale: its last trade was {spot_age:.0f} s before the instant")
                         pending.missing[key] = why
                         continue

@@ -51,6 +51,11 @@ class StreamStatus:
     """Per connection number, when it was last heard from (data, heartbeat or its GoAway)."""
     down_since: float | None = None
     outages: list[tuple[float, float]] = field(default_factory=list)
+    stale_since: float | None = None
+    """Set when a snapshot instant found it connected but behind (see :meth:`Feed.stale_chains`): its last data
+    before then. The span until data resumes is recorded as an outage, as a drop would be."""
+    stale_seen: float = float("-inf")
+    """The latest instant it was found behind (the outage reaches at least it)."""
 
     def is_live(self, now: float, liveness_s: float = LIVENESS_S) -> bool:
         """Connected, initial snapshot complete, and heard from within ``liveness_s``."""
@@ -63,6 +68,22 @@ class StreamStatus:
         self.complete = False
         if self.down_since is None:
             self.down_since = min(now, self.last_data if starved else self.last_message)
+        if self.stale_since is not None:  # behind before it dropped: one outage from then
+            self.down_since = min(self.down_since, self.stale_since)
+            self.stale_since = None
+
+    def data_applied(self, received: float) -> None:
+        """Record data held by the book since ``received`` (its first message's receipt); ends a stale span."""
+        if self.stale_since is not None:  # a chunk received before an instant found it behind is applied after it
+            self.outages.append((self.stale_since, max(received, self.stale_seen)))
+            self.stale_since = None
+        self.last_data = received
+
+    def behind(self, instant: float) -> None:
+        """Record that it was found behind at ``instant``: stale since its last data (see :attr:`stale_since`)."""
+        if self.stale_since is None:
+            self.stale_since = self.last_data
+        self.stale_seen = max(self.stale_seen, instant)
 
     def outage_start(self, now: float, liveness_s: float = LIVENESS_S) -> float | None:
         """When its current outage began (``None`` while live): when it went down, or, silent but not yet
@@ -179,6 +200,13 @@ class Feed(Protocol):
 
     def stream_kind_codes(self, ids: np.ndarray) -> np.ndarray:
         """Per stream id, 0 for an option-chain stream and 1 for a quote stream (``STREAM_KINDS``)."""
+        ...
+
+    def stale_chains(self, ids: Iterable[int], instant: float, max_age_s: float) -> list[StreamStatus]:
+        """The live chain streams among ``ids`` that were behind at ``instant`` (monotonic seconds): no data for more
+        than ``max_age_s`` wall seconds before it although their underlying's spot moved after that data (every
+        greek would have changed). Each one's stale span is recorded as an outage from its last data until data
+        resumes (:attr:`StreamStatus.stale_since`). The simulated feed is priced at the instant: never behind."""
         ...
 
     def paused(self) -> AbstractContextManager[None]:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from zerogex_pipeline import market_calendar
 from zerogex_pipeline.live.book import QUOTE_FIELDS, UnderlyingState
-from zerogex_pipeline.live.feed import OpenedExpiration, StreamRegistry
+from zerogex_pipeline.live.feed import OpenedExpiration, StreamRegistry, StreamStatus
 from zerogex_pipeline.live.plan import ExpirationPlan, Series
 from zerogex_pipeline.sources.simulated import instant, listing, price_path
 from zerogex_pipeline.underlyings import Underlying
@@ -144,6 +144,9 @@ class SimulatedFeed:
 
     def stream_kind_codes(self, ids: np.ndarray) -> np.ndarray:
         return np.zeros(len(ids), dtype=np.int64)
+
+    def stale_chains(self, ids: Iterable[int], instant: float, max_age_s: float) -> list[StreamStatus]:
+        return []
 
     def requests(self) -> dict[str, int]:
         return {}

@@ -19,16 +19,20 @@ retried after a growing pause (5 s to 60 s), and the outage is recorded. Heartbe
 here rather than by a fixed silence: an option stream is starved when its connection has not delivered its
 initial snapshot within the client's ``stream_starvation_s``, or, for a chain stream, when it sent no data for
 that long although its underlying's spot moved since (its greeks would have changed). A quiet market (before
-the open, a halted index) or far strikes whose quotes did not move are not starvation.
+the open, a halted index) or far strikes whose quotes did not move are not starvation. The same rule judges a
+chain stream at each snapshot instant, over the engine's much shorter ``chain_max_age_s``
+(:meth:`TradeStationFeed.stale_chains`): connected but behind, its expiration is not captured then.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -66,6 +70,8 @@ SPREAD_FIELDS = {"Bid": "bid", "Ask": "ask", "Last": "last", "Mid": "mid", "Volu
 QUOTE_FIELDS = {"Bid": "bid", "Ask": "ask", "Last": "last", "Volume": "volume", "DailyOpenInterest": "open_interest"}
 """``Quote`` (quote stream) field -> book field; a quote stream has no IV or greeks."""
 RETRY_PAUSES_S = (5.0, 10.0, 20.0, 40.0, 60.0)
+SPOT_MOVES_KEPT = 4096
+"""Spot changes remembered per underlying (about an hour of one a second); older ones only ever matter as "moved"."""
 
 
 class _Completion:
@@ -118,7 +124,9 @@ class TradeStationFeed:
         self._lock = threading.Lock()
         self._expirations: dict[str, list[dt.date]] = {}
         self._contracts: dict[str, tuple[dt.date, str, str, float]] = {}
-        self._spot_moved: dict[str, float] = {}
+        self._spot_moves: dict[str, deque[float]] = {}
+        """Per underlying key, when its spot last changed (monotonic seconds, the latest last; bounded)."""
+        self._chain_underlying: dict[int, str] = {}
         self._flowing = threading.Event()
         self._flowing.set()
         self._unapplied: dict[int, tuple[UnderlyingState, list[BookUpdate]]] = {}
@@ -163,7 +171,7 @@ class TradeStationFeed:
                 now = self.clock.now().value
                 before = states[u.key].get_spot().price
                 if before == before and price != before:  # a change, not the first price
-                    self._spot_moved[u.key] = time.monotonic()
+                    self._spot_moves.setdefault(u.key, deque(maxlen=SPOT_MOVES_KEPT)).append(time.monotonic())
                 states[u.key].set_spot(price, traded.value if traded is not None else now, now)
 
         self._launch(spot, lambda: quote_stream(self.client, symbols), on_quote,
@@ -200,6 +208,7 @@ class TradeStationFeed:
                 "chain", f"{plan.label} chain ±{plan.chain_proximity} @ {plan.center:g}")
             self._slots[status.id] = slot
             self._kinds[status.id] = 0
+            self._chain_underlying[status.id] = u.key
             expected = plan.chain_symbols()
 
             def on_spread(msg: dict[str, Any], completion: _Completion, sid: int = status.id) -> None:
@@ -279,7 +288,25 @@ class TradeStationFeed:
         if not status.complete:
             return True
         # a chain stream's greeks change with every spot move; a quote stream's far strikes may rightly not
-        return status.kind == "chain" and self._spot_moved.get(u.key, float("-inf")) > status.last_data
+        moves = self._spot_moves.get(u.key)
+        return status.kind == "chain" and moves is not None and len(moves) > 0 and moves[-1] > status.last_data
+
+    def stale_chains(self, ids: Iterable[int], instant: float, max_age_s: float) -> list[StreamStatus]:
+        stale = []
+        for i in ids:
+            status = self.registry.get(i)
+            key = self._chain_underlying.get(i)
+            if key is None or not status.is_live(instant, self.registry.liveness_s):
+                continue
+            last = status.last_data
+            if instant - last <= max_age_s:
+                continue
+            moves = tuple(self._spot_moves.get(key, ()))  # copied at once: its reader thread appends
+            at = bisect.bisect_right(moves, last)
+            if at < len(moves) and moves[at] <= instant:
+                status.behind(instant)
+                stale.append(status)
+        return stale
 
     def _pump(self, status: StreamStatus, make: Callable[[], Stream],
               handle: Callable[[dict[str, Any], _Completion], None], expected: set[str] | None,
@@ -331,7 +358,7 @@ class TradeStationFeed:
                     if unapplied_since is not None and (not stream.more_in_chunk
                                                         or (completion.done and not status.complete)):
                         self._apply(status.id)
-                        status.last_data = unapplied_since  # data counts once the book holds it (a cut reads both)
+                        status.data_applied(unapplied_since)  # data counts once the book holds it (a cut reads both)
                         unapplied_since = None
                     status.heard(now)
                     if completion.done and not status.complete:
@@ -370,6 +397,9 @@ class TradeStationFeed:
             status = self.registry.get(i)
             status.closed = True
             status.connected = False
+            if status.stale_since is not None:  # closed while behind: its stale span ends here
+                status.outages.append((status.stale_since, time.monotonic()))
+                status.stale_since = None
             with self._lock:
                 stream = self._streams.pop(i, None)
             if stream is not None:
