@@ -213,6 +213,7 @@ def replay_session(data_dir: Path, start: str, end: str, underlyings: tuple[str,
     finally:
         em.stop()
     outages = {s.id: [(clock.market_at(a), clock.market_at(b)) for a, b in s.outages]
+               + ([(clock.market_at(s.stale_since), stop_at)] if s.stale_since is not None else [])
                + ([(clock.market_at(s.down_since), stop_at)] if s.down_since is not None and not s.closed else [])
                for s in feed.registry.all()}
     return RigResult(settings, us, sessions[0], engine, clock, emulator_stats, injected, wall,
@@ -329,6 +330,11 @@ def _rows_at_step(u: Underlying, session: market_calendar.TradingSession, base: 
     return _row_matches(rows, instant.window_rows(u, session, base + k * STEP, e, strikes).set_index("symbol"))
 
 
+def _wire_greek(value: float, iv: float, digits: int) -> float:
+    """A greek as the emulator's chain stream sends it: rounded, or absent (NaN) when the IV is undefined."""
+    return float(num(value, digits)) if np.isfinite(iv) else float("nan")
+
+
 def _row_matches(part: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
     """Per row of ``part``: equal to ``truth`` (bid, ask, OI; IV and gamma for chain-stream rows, after the wire's
     rounding)."""
@@ -339,7 +345,7 @@ def _row_matches(part: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
         x = truth.loc[r.symbol]
         checks = [(float(num(x["bid"])), r.bid), (float(num(x["ask"])), r.ask),
                   (float(x["open_interest"]), float(r.open_interest))]
-        if r.stream == "chain":
-            checks += [(float(num(x["iv"], 4)), r.iv), (float(num(x["gamma"], 6)), r.gamma)]
+        if r.stream == "chain":  # no IV on the wire (a contract at its settlement): no greek at all, stored NaN
+            checks += [(_wire_greek(x["iv"], x["iv"], 4), r.iv), (_wire_greek(x["gamma"], x["iv"], 6), r.gamma)]
         out[i] = all(want == have or (np.isnan(want) and np.isnan(have)) for want, have in checks)
     return out

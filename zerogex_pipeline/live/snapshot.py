@@ -92,15 +92,22 @@ def snapshot_arrays(view: BookView, mask: npt.NDArray[np.bool_], instant: pd.Tim
 
 
 def capture_frame(u: Underlying, session_date: dt.date, snap: SnapshotArrays, source: str) -> pd.DataFrame:
-    """``captured_quotes`` rows of one snapshot (one row per contract; ``spot_ts`` = the spot's own time)."""
+    """``captured_quotes`` rows of one snapshot (one row per contract; ``spot_ts`` = the spot's own time).
+
+    A contract at or past its settlement instant (a 0DTE at the close) has no IV or greeks: they are stored NaN.
+    A feed stops sending them then, and the book reads an absent field as unchanged, so it still holds the values
+    of a moment before (an at-the-money gamma ten seconds before expiry is its largest)."""
     spot_ts = pd.Timestamp(snap.spot.trade_ns, tz="UTC")
+    days = snap.expiration.astype("datetime64[D]").astype(np.int64)
+    settled = settlement_nanos(days, snap.settlement == "AM") <= int(snap.instant.as_unit("ns").value)
+    greeks = {name: np.where(settled, np.nan, values) for name, values in snap.greeks.items()}
     return CAPTURED_QUOTES.conform(pd.DataFrame({
         "underlying": u.name, "session_date": pd.Timestamp(session_date),
         "expiration": snap.expiration.astype("datetime64[ns]"), "snapshot_ts": snap.instant,
         "symbol": snap.symbol, "option_type": np.where(snap.is_call, "C", "P"), "strike": snap.strike,
         "settlement": snap.settlement, "bid": snap.bid, "ask": snap.ask, "last": snap.last, "mid": snap.mid,
         "volume": snap.volume.astype(np.int64), "open_interest": snap.open_interest.astype(np.int64),
-        "iv": snap.iv, **snap.greeks, "spot": snap.spot.price, "spot_ts": spot_ts, "source": source,
+        "iv": np.where(settled, np.nan, snap.iv), **greeks, "spot": snap.spot.price, "spot_ts": spot_ts, "source": source,
         "quote_ts": pd.to_datetime(snap.quote_ts, utc=True),
         "stream": np.asarray(STREAM_KINDS, dtype=object)[snap.stream_kind],
     }))
