@@ -437,15 +437,11 @@ class StreamEngine:
                     down = self.feed.registry.not_live_at([spot_ids[u.key], *o.stream_ids], crossed)
                     quiet = self._quiet_since_open(session, instant, crossed, [o])
                     behind = [] if down or quiet else self.feed.stale_chains(o.stream_ids, crossed, max_chain_age)
-                    if snap is None or down or quiet or behind or spot_age > self.options.spot_max_age_s:
-                        why = (f"stream not live at the instant: {down[0].label}" if down else "no live state"
-                               if snap is None else f"no quote since the open yet on {quiet[0].label}" if quiet
-                               else f"stream behind at the instant: {behind[0].label} sent no data for "
-                                    f"{(crossed - behind[0].last_data) * self.clock.speed:.0f} s of market while spot "
-                                    "moved" if behind
-                               else f"spot stale: its last trade was {spot_age:.0f} s before the instant")
+                    why = self._not_capturable(snap, down, quiet, behind, crossed, spot_age)
+                    if why is not None:
                         pending.missing[key] = why
                         continue
+                    assert snap is not None  # refused above without one
                     listed = self._listed.get(key)
                     uncovered = [] if listed is None else o.plan.uncovered(listed, snap.spot.price,
                                                                            self.options.distance_pct)
@@ -476,6 +472,22 @@ class StreamEngine:
         for key, (u, part) in taken.items():  # the captured rows: after the levels, off their latency
             pending.frames[key] = capture_frame(u, session.date, part, self.feed.name)
         return pending
+
+    def _not_capturable(self, snap: SnapshotArrays | None, down: list[StreamStatus], quiet: list[StreamStatus],
+                        behind: list[StreamStatus], crossed: float, spot_age: float) -> str | None:
+        """Why an expiration cannot be captured at an instant (``None``: it can), the first reason that applies."""
+        if down:
+            return f"stream not live at the instant: {down[0].label}"
+        if snap is None:
+            return "no live state"
+        if quiet:
+            return f"no quote since the open yet on {quiet[0].label}"
+        if behind:
+            age = (crossed - behind[0].last_data) * self.clock.speed
+            return f"stream behind at the instant: {behind[0].label} sent no data for {age:.0f} s of market while spot moved"
+        if spot_age > self.options.spot_max_age_s:
+            return f"spot stale: its last trade was {spot_age:.0f} s before the instant"
+        return None
 
     def _confirm(self, session: market_calendar.TradingSession, pending: list[PendingCapture],
                  states: dict[str, UnderlyingState], stats: SessionStats) -> list[PendingCapture]:

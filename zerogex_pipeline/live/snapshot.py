@@ -91,6 +91,15 @@ def snapshot_arrays(view: BookView, mask: npt.NDArray[np.bool_], instant: pd.Tim
     )
 
 
+def _settlements(snap: SnapshotArrays) -> npt.NDArray[np.int64]:
+    """Each contract's settlement instant (UTC ns: the open for AM, the close for PM)."""
+    return settlement_nanos(snap.expiration.astype("datetime64[D]").astype(np.int64), snap.settlement == "AM")
+
+
+def _instant_ns(snap: SnapshotArrays) -> int:
+    return int(snap.instant.as_unit("ns").value)
+
+
 def capture_frame(u: Underlying, session_date: dt.date, snap: SnapshotArrays, source: str) -> pd.DataFrame:
     """``captured_quotes`` rows of one snapshot (one row per contract; ``spot_ts`` = the spot's own time).
 
@@ -98,8 +107,7 @@ def capture_frame(u: Underlying, session_date: dt.date, snap: SnapshotArrays, so
     A feed stops sending them then, and the book reads an absent field as unchanged, so it still holds the values
     of a moment before (an at-the-money gamma ten seconds before expiry is its largest)."""
     spot_ts = pd.Timestamp(snap.spot.trade_ns, tz="UTC")
-    days = snap.expiration.astype("datetime64[D]").astype(np.int64)
-    settled = settlement_nanos(days, snap.settlement == "AM") <= int(snap.instant.as_unit("ns").value)
+    settled = _settlements(snap) <= _instant_ns(snap)
     greeks = {name: np.where(settled, np.nan, values) for name, values in snap.greeks.items()}
     return CAPTURED_QUOTES.conform(pd.DataFrame({
         "underlying": u.name, "session_date": pd.Timestamp(session_date),
@@ -121,9 +129,7 @@ def snapshot_chain(snap: SnapshotArrays, rate: float, dividend_yield: float) -> 
     labeled per (date, settlement).
     """
     n = len(snap)
-    days = snap.expiration.astype("datetime64[D]").astype(np.int64)
-    settles = settlement_nanos(days, snap.settlement == "AM")
-    T = years_between_nanos(int(snap.instant.as_unit("ns").value), settles)
+    T = years_between_nanos(_instant_ns(snap), _settlements(snap))
     spot = np.full(n, snap.spot.price)
     choice = choose_iv_arrays(snap.iv, snap.bid, snap.ask, snap.mid, snap.last, spot, snap.strike, T, rate,
                               dividend_yield, snap.is_call)

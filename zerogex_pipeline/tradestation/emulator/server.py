@@ -671,11 +671,13 @@ class _Handler(BaseHTTPRequestHandler):
                 continue
             priced_at = steps
             options: dict[str, dict[str, Any]] = {}
+            self.priced_late = False
             for name, group in by_underlying.items():
                 step = mk.step_time(group[0].underlying, s, now)
                 held = ahead.pop(name, None)
-                self.priced_late = held is None or held[0] != step
-                options.update(held[1] if held is not None and not self.priced_late
+                late = held is None or held[0] != step
+                self.priced_late |= late  # one batch: late when any of its underlyings was
+                options.update(held[1] if held is not None and not late
                                else mk.option_quotes(group, s, now, (*seed, s.date.isoformat())))
                 self.priced_step = step if s.open <= now <= s.close else None
             batch = []
